@@ -1,0 +1,3 @@
+from rip.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""The configuration of one run: the study's defaults, validated before anything starts."""
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rip.inpainters import BUILTIN_INPAINTERS, SCHEDULERS
+from rip.masks import MASK_ORDERS
+from rip.metrics import METRIC_NAMES
+
+STUDY_MODEL = "stabilityai/stable-diffusion-2-inpainting"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One (image set, mask size, seed) configuration. Defaults reproduce the study."""
+
+    mask: int = 64  # side of the square inpainted per iteration, in pixels
+    images: str = "sample"  # image set: sample, a folder, FOLDER:N or wikiart:N
+    seed: int = 0
+    percent: int = 400  # stop after this percent of the image's pixels were inpainted
+    step: int = 50  # measure every `step` percent
+    size: int = 512  # images are letterboxed to size×size
+    model: str = STUDY_MODEL  # diffusers id or folder, or tiny, telea, ns, biharmonic
+    metrics: tuple[str, ...] = ("lpips-alex", "lpips-vgg", "lpips-squeeze")
+    steps: int | None = None  # num_inference_steps; None = the pipeline's default
+    guidance: float | None = None  # guidance_scale; None = the pipeline's default
+    strength: float | None = None  # None = the pipeline's default
+    prompt: str = ""
+    paste_back: bool = False  # restore unmasked pixels exactly after each inpainting
+    mask_order: str = "random"  # random (the study), shuffle or scan
+    scheduler: str | None = None  # None = the model's own scheduler
+    batch_size: int = 4  # images inpainted per pipeline call
+    device: str = "auto"
+    experiment: str = ""  # MLflow experiment; empty = the active one or "recursive-inpainting"
+
+    @property
+    def squares_per_side(self) -> int:
+        return self.size // self.mask
+
+    @property
+    def iterations_per_step(self) -> int:
+        """Inpaintings between two checkpoints."""
+        return self.step * self.squares_per_side**2 // 100
+
+    @property
+    def total_iterations(self) -> int:
+        return self.iterations_per_step * (self.percent // self.step)
+
+    @property
+    def checkpoints(self) -> list[int]:
+        """Percent inpainted at each measurement, 0 included."""
+        return list(range(0, self.percent + 1, self.step))
+
+    def percent_after(self, iterations: int) -> float:
+        """Percent of pixels inpainted after `iterations` inpaintings."""
+        return 100 * iterations / self.squares_per_side**2
+
+    def as_params(self) -> dict[str, str]:
+        """Every field as an MLflow parameter string."""
+        params = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            params[field.name] = "" if value is None else str(value)
+        return params
+
+    def validate(self) -> "RunConfig":
+        """Raise ValueError naming the first bad value; return self when all is well."""
+        for name in ("mask", "percent", "step", "size", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.steps is not None and self.steps <= 0:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.guidance is not None and self.guidance < 0:
+            raise ValueError(f"guidance must be non-negative, got {self.guidance!r}")
+        if self.strength is not None and not 0 < self.strength <= 1:
+            raise ValueError(f"strength must be in (0, 1], got {self.strength!r}")
+        if self.size % self.mask:
+            raise ValueError(f"mask {self.mask} does not divide size {self.size}")
+        if self.size % 8:
+            raise ValueError(f"size must be a multiple of 8, got {self.size}")
+        cells = self.squares_per_side**2
+        if self.step * cells % 100:
+            raise ValueError(
+                f"step {self.step}% is not a whole number of iterations with mask {self.mask} "
+                f"at size {self.size} (one iteration inpaints {100 / cells:g}%)"
+            )
+        if self.percent % self.step:
+            raise ValueError(f"percent {self.percent} is not a multiple of step {self.step}")
+        if not self.metrics:
+            raise ValueError("metrics must name at least one metric")
+        for metric in self.metrics:
+            if metric not in METRIC_NAMES:
+                raise ValueError(f"unknown metric {metric!r}: expected some of {', '.join(METRIC_NAMES)}")
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ValueError(f"metrics lists a metric twice: {','.join(self.metrics)}")
+        if self.mask_order not in MASK_ORDERS:
+            raise ValueError(f"unknown mask_order {self.mask_order!r}: expected one of {', '.join(MASK_ORDERS)}")
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}: expected one of {', '.join(DEVICES)}")
+        if not is_diffusers_model(self.model) and self.model not in BUILTIN_INPAINTERS:
+            raise ValueError(
+                f"unknown model {self.model!r}: expected {', '.join(BUILTIN_INPAINTERS)}, "
+                "a diffusers model id (org/name) or a local model folder"
+            )
+        return self
+
+
+def is_diffusers_model(model: str) -> bool:
+    """True for a local diffusers folder or a hub id of the form org/name."""
+    if model in BUILTIN_INPAINTERS:
+        return False
+    if Path(model).is_dir():
+        return True
+    return bool(_HUB_ID.match(model)) and not Path(model).exists()
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """'lpips-vgg, ssim' -> ('lpips-vgg', 'ssim')."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())

@@ -1,0 +1,54 @@
+"""Inpainting backends behind one interface."""
+
+BUILTIN_INPAINTERS = ("tiny", "telea", "ns", "biharmonic")
+SCHEDULERS = ("ddim", "pndm", "euler", "euler-ancestral", "dpm-solver", "lms")
+TINY_TAG = "rip.meaningless_images"
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda, then mps, then cpu."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def load_inpainter(config, device: str):
+    """The backend `config.model` names, ready to run on `device`."""
+    if config.model in ("telea", "ns"):
+        from rip.inpainters.classical import OpenCVInpainter
+
+        return OpenCVInpainter(config.model)
+    if config.model == "biharmonic":
+        from rip.inpainters.classical import BiharmonicInpainter
+
+        return BiharmonicInpainter()
+
+    from rip.inpainters.diffusion import SCHEDULER_CLASSES, DiffusionInpainter
+
+    options = dict(
+        num_inference_steps=config.steps,
+        guidance_scale=config.guidance,
+        strength=config.strength,
+        prompt=config.prompt,
+        paste_back=config.paste_back,
+    )
+    if config.model == "tiny":
+        from rip.inpainters.tiny import build_tiny_pipeline
+
+        pipeline = build_tiny_pipeline()
+        if config.scheduler is not None:
+            scheduler_class = SCHEDULER_CLASSES[config.scheduler]
+            pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config)
+        tags = {TINY_TAG: "true: a randomly initialised tiny pipeline, for tests and smoke runs"}
+        return DiffusionInpainter(
+            pipeline.to(device), name="tiny", revision="tiny-seed0", tags=tags, **options
+        )
+    return DiffusionInpainter.from_pretrained(
+        config.model, device=device, scheduler=config.scheduler, **options
+    )
