@@ -1,6 +1,7 @@
 """One configuration, end to end: check inputs, load everything, run, record."""
 
 import os
+from collections.abc import Sequence
 
 import mlflow
 from mlflow import MlflowClient
@@ -9,15 +10,24 @@ from rip.config import RunConfig
 from rip.engine import ImageTask, RecursiveInpainting
 from rip.images import load_images, resolve_image_set
 from rip.inpainters import load_inpainter, resolve_device
-from rip.metrics import load_metrics
+from rip.inpainters.base import Inpainter
+from rip.metrics import Metric, load_metrics
 from rip.tracking import RunRecorder, environment_params, resolve_experiment
 
 
-def run_experiment(config: RunConfig, tracking_uri: str | None = None, progress: bool = True) -> str:
+def run_experiment(
+    config: RunConfig,
+    tracking_uri: str | None = None,
+    *,
+    inpainter: Inpainter | None = None,
+    metrics: Sequence[Metric] | None = None,
+    progress: bool = True,
+) -> str:
     """Run `config`'s protocol and return the parent MLflow run id.
 
     Every input is checked, and models and metrics loaded, before any run is created. A failure
-    afterwards marks the runs FAILED (KILLED on Ctrl-C) and keeps what was logged.
+    afterwards marks the runs FAILED (KILLED on Ctrl-C) and keeps what was logged. Pass an
+    already loaded `inpainter` and `metrics` to reuse them across runs.
     """
     # 1. Check inputs
     config.validate()
@@ -30,8 +40,8 @@ def run_experiment(config: RunConfig, tracking_uri: str | None = None, progress:
 
     # 3. Load metrics and the inpainter
     device = resolve_device(config.device)
-    metrics = load_metrics(config.metrics, device)
-    inpainter = load_inpainter(config, device)
+    metrics = metrics if metrics is not None else load_metrics(config.metrics, device)
+    inpainter = inpainter or load_inpainter(config, device)
 
     # 4. Record
     params = {**config.as_params(), **inpainter.params(), **environment_params()}

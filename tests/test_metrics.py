@@ -1,6 +1,9 @@
 """Metrics: values against independent computations, batching, and LPIPS checkpoint handling."""
 
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +46,11 @@ def pairs(photos):
 @pytest.fixture(scope="module")
 def stlpips_metrics():
     return load_metrics(["stlpips-alex", "stlpips-vgg"])
+
+
+def test_package_imports_without_torch():
+    code = "import sys, rip.metrics; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], check=True)
 
 
 def test_unknown_name_raises():

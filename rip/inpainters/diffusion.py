@@ -72,7 +72,7 @@ class DiffusionInpainter(Inpainter):
         """Load a hub id or local folder; fp16 on CUDA, fp32 elsewhere."""
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         try:
-            pipeline = AutoPipelineForInpainting.from_pretrained(model, torch_dtype=dtype)
+            pipeline = AutoPipelineForInpainting.from_pretrained(model, dtype=dtype)
         except (OSError, ValueError, EnvironmentError) as error:
             raise ModelUnavailableError(
                 f"cannot load inpainting model {model!r}: {error}\n"

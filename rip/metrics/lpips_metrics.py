@@ -42,7 +42,7 @@ def load_lpips(net, device="cpu"):
 
     ensure_backbone(net)
     with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained=True`
-        warnings.filterwarnings("ignore", message=".*(pretrained|weights).*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*deprecated since 0.13", category=UserWarning)
         network = lpips.LPIPS(net=net, verbose=False)
     return PerceptualDistance(f"lpips-{net}", network, device)
 

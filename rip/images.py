@@ -1,0 +1,267 @@
+"""Image sets (sample photographs, a folder, WikiArt) and letterboxing to a white square."""
+
+import io
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_IMAGES = (
+    "astronaut",
+    "camera",
+    "chelsea",
+    "coffee",
+    "coins",
+    "grace_hopper",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "moon",
+    "retina",
+    "rocket",
+)
+"""Photographs shipped inside scikit-image (and matplotlib's grace_hopper), in this order."""
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpe", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+
+WIKIART_REPO = "huggan/wikiart"
+WIKIART_REVISION = "d559852d2b232e0fcf195e775866964f0564f2b5"  # pinned: indices must not move
+WIKIART_SIZE = 81_444
+WIKIART_FILES = f"datasets/{WIKIART_REPO}@{WIKIART_REVISION}/data/*.parquet"
+
+_COUNT = re.compile(r"[+-]?\d+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One image of a set: `id` is unique in the set and safe in run names and artifact paths."""
+
+    id: str
+    origin: str  # a file path, "skimage:NAME" or "matplotlib:grace_hopper.jpg"
+
+    def load(self) -> Image.Image:
+        """The raw image, fully decoded; ValueError naming the file when it cannot be read."""
+        kind, _, name = self.origin.partition(":")
+        if kind == "skimage":
+            import skimage.data
+
+            return Image.fromarray(getattr(skimage.data, name)())
+        path = self.origin
+        if kind == "matplotlib":
+            from matplotlib.cbook import get_sample_data
+
+            path = get_sample_data(name, asfileobj=False)
+        try:
+            with Image.open(path) as image:
+                image.load()  # decode now so that truncated files fail here
+        except Exception as error:  # decoders raise many types on corrupt data
+            raise ValueError(f"cannot read image {path}: {error}") from error
+        return image
+
+
+def resolve_image_set(spec: str, seed: int) -> list[SourceImage]:
+    """The images named by `spec`; `seed` draws the subsets.
+
+    Specs: `sample` (photographs shipped with scikit-image and matplotlib), `sample:N`,
+    `wikiart:N` (N images of the WikiArt set, downloaded once into the cache), `FOLDER` (every
+    image file below FOLDER, recursively, hidden files and folders skipped, sorted by relative
+    path) and `FOLDER:N`. N images are drawn without replacement with
+    `numpy.random.default_rng(seed)` and kept in the set's order. `sample` and `wikiart` are
+    keywords: write `./sample` for a folder of that name.
+    """
+    head, _, tail = spec.rpartition(":")
+    if spec == "sample":
+        return _sample_images()
+    if head == "sample":
+        return _draw(_sample_images(), _parse_count(spec, tail), seed, spec)
+    if spec == "wikiart":
+        raise ValueError("image set 'wikiart' needs a count, e.g. wikiart:100")
+    if head == "wikiart":
+        return _wikiart_images(_parse_count(spec, tail), seed)
+    if spec and Path(spec).expanduser().is_dir():
+        return _folder_images(Path(spec).expanduser())
+    if head and Path(head).expanduser().is_dir():
+        return _draw(_folder_images(Path(head).expanduser()), _parse_count(spec, tail), seed, spec)
+    raise ValueError(
+        f"unknown image set {spec!r}: expected sample, sample:N, wikiart:N, or an existing "
+        "folder as FOLDER or FOLDER:N"
+    )
+
+
+def letterbox(image: Image.Image, size: int) -> np.ndarray:
+    """`image` as a uint8 (size, size, 3) RGB array: upright per EXIF, scaled (Lanczos) so its
+    long side is `size`, centred on white; transparency is composited on white."""
+    _check_size(size)
+    image = _to_rgb(ImageOps.exif_transpose(image))
+    width, height = image.size
+    if not width or not height:
+        raise ValueError(f"image has no pixels: {width}x{height}")
+    scale = size / max(width, height)
+    new_width, new_height = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = image.resize((new_width, new_height), Image.Resampling.LANCZOS)
+    canvas = np.full((size, size, 3), 255, dtype=np.uint8)
+    top, left = (size - new_height) // 2, (size - new_width) // 2
+    canvas[top : top + new_height, left : left + new_width] = np.asarray(resized)
+    return canvas
+
+
+def load_images(sources: list[SourceImage], size: int) -> list[np.ndarray]:
+    """Every source letterboxed (see `letterbox`); ValueError naming the first unreadable one."""
+    _check_size(size)
+    arrays = []
+    for source in sources:
+        image = source.load()
+        try:
+            arrays.append(letterbox(image, size))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot convert image {source.origin}: {error}") from error
+    return arrays
+
+
+def wikiart_cache() -> Path:
+    """Where WikiArt images are kept: `$RIP_CACHE/wikiart`, by default `~/.cache/rip/wikiart`."""
+    return Path(os.environ.get("RIP_CACHE") or Path.home() / ".cache" / "rip").expanduser() / "wikiart"
+
+
+def _check_size(size: int) -> None:
+    if not isinstance(size, int) or size <= 0:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode to RGB: alpha over white, 16/32-bit greyscale scaled (not clipped) to 8 bits."""
+    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
+    if image.mode.startswith("I"):  # I;16 variants and I: 16-bit range
+        values = np.asarray(image.convert("I"), dtype=np.float64)
+        image = Image.fromarray(np.round(np.clip(values, 0, 65535) / 257).astype(np.uint8))
+    elif image.mode == "F":  # [0, 1] when it fits, else 0-255 like Pillow
+        values = np.asarray(image, dtype=np.float64)
+        if values.size and values.min() >= 0 and values.max() <= 1:
+            values = values * 255
+        image = Image.fromarray(np.round(np.clip(values, 0, 255)).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def _parse_count(spec: str, text: str) -> int:
+    if not _COUNT.fullmatch(text):
+        raise ValueError(f"malformed image count {text!r} in {spec!r}: expected a positive integer")
+    count = int(text)
+    if count <= 0:
+        raise ValueError(f"image count must be positive, got {count} in {spec!r}")
+    return count
+
+
+def _draw_indices(available: int, count: int, seed: int, spec: str) -> list[int]:
+    """`count` of range(available) without replacement, sorted."""
+    if count > available:
+        raise ValueError(f"{spec!r} asks for {count} images but only {available} are available")
+    return sorted(np.random.default_rng(seed).choice(available, size=count, replace=False).tolist())
+
+
+def _draw(images: list[SourceImage], count: int, seed: int, spec: str) -> list[SourceImage]:
+    return [images[i] for i in _draw_indices(len(images), count, seed, spec)]
+
+
+def _sample_images() -> list[SourceImage]:
+    return [
+        SourceImage(name, "matplotlib:grace_hopper.jpg" if name == "grace_hopper" else f"skimage:{name}")
+        for name in SAMPLE_IMAGES
+    ]
+
+
+def _folder_images(folder: Path) -> list[SourceImage]:
+    """Every image file below `folder`, sorted by relative path; ids from the relative path."""
+    relative = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        relative += [
+            Path(root, name).relative_to(folder)
+            for name in files
+            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+    if not relative:
+        raise ValueError(f"no image files in folder {str(folder)!r} (looked for {' '.join(IMAGE_EXTENSIONS)})")
+    folder = Path(os.path.abspath(folder))
+    images, taken = [], set()
+    for path in sorted(relative, key=lambda path: path.parts):
+        base = _UNSAFE.sub("_", "-".join(path.parts))
+        image_id, copy = base, 1
+        while image_id in taken:  # two names that differ only in replaced characters
+            copy += 1
+            image_id = f"{base}-{copy}"
+        taken.add(image_id)
+        images.append(SourceImage(image_id, str(folder / path)))
+    return images
+
+
+def _wikiart_images(count: int, seed: int) -> list[SourceImage]:
+    """`count` WikiArt images drawn with `seed`, downloaded into the cache when missing."""
+    indices = _draw_indices(WIKIART_SIZE, count, seed, f"wikiart:{count}")
+    folder = wikiart_cache()
+    missing = [index for index in indices if not (folder / f"{index:05d}.png").is_file()]
+    if missing:
+        from huggingface_hub import HfFileSystem
+        from huggingface_hub.utils import httpx
+
+        try:
+            _download_wikiart(missing, folder, HfFileSystem(), WIKIART_FILES)
+        except (OSError, httpx.HTTPError) as error:
+            raise RuntimeError(
+                f"wikiart:{count} needs {len(missing)} images that are not in the cache {folder}, and "
+                f"downloading them from huggingface.co ({WIKIART_REPO}) failed ({error}). Run once with "
+                f"network access to huggingface.co, or put the images there as <index>.png "
+                f"(e.g. {missing[0]:05d}.png)."
+            ) from error
+    return [SourceImage(f"wikiart-{index:05d}", str(folder / f"{index:05d}.png")) for index in indices]
+
+
+def _download_wikiart(indices: list[int], folder: Path, fs, pattern: str) -> None:
+    """Save rows `indices` (sorted) of the parquet shards matching `pattern` as PNGs in `folder`.
+
+    `fs` is an fsspec file system (HfFileSystem for the hub). Only shard footers and the row
+    groups holding wanted rows are read, each up to its last wanted row.
+    """
+    import pyarrow.parquet as pq
+
+    wanted, start = list(indices), 0  # start: index of the next row group's first row
+    for path in sorted(fs.glob(pattern)):
+        if not wanted:
+            break
+        with fs.open(path, "rb") as file:
+            parquet = pq.ParquetFile(file, buffer_size=1 << 20, pre_buffer=False)
+            for group in range(parquet.num_row_groups):
+                end = start + parquet.metadata.row_group(group).num_rows
+                here = [index for index in wanted if index < end]
+                if here:
+                    logger.info("WikiArt: reading %d image(s) from %s", len(here), path)
+                    _save_rows(parquet, group, start, here, folder)
+                    wanted = wanted[len(here) :]
+                start = end
+    if wanted:
+        raise ValueError(f"WikiArt has {start} images, index {wanted[0]} does not exist")
+
+
+def _save_rows(parquet, group: int, group_start: int, indices: list[int], folder: Path) -> None:
+    """Save rows `indices` (global, sorted, all in row group `group`) of the `image` column."""
+    folder.mkdir(parents=True, exist_ok=True)
+    position = group_start
+    for batch in parquet.iter_batches(batch_size=16, row_groups=[group], columns=["image"]):
+        for offset, cell in enumerate(batch.column("image").to_pylist()):
+            if position + offset in indices:
+                image = Image.open(io.BytesIO(cell["bytes"]))
+                target = folder / f"{position + offset:05d}.png"
+                partial = target.with_suffix(".part")
+                _to_rgb(ImageOps.exif_transpose(image)).save(partial, format="PNG")
+                os.replace(partial, target)  # never leave a truncated PNG behind
+        position += batch.num_rows
+        if position > indices[-1]:
+            break

@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+
+from rip.config import RunConfig
+from rip.inpainters import load_inpainter
+from rip.inpainters.base import ModelUnavailableError
+from rip.inpainters.diffusion import DiffusionInpainter
+from rip.inpainters.tiny import build_tiny_pipeline
+from tests.conftest import random_image
+
+SIZE = 64
+
+
+def square_mask(top: int, left: int, side: int = 16) -> np.ndarray:
+    mask = np.zeros((SIZE, SIZE), dtype=bool)
+    mask[top:top + side, left:left + side] = True
+    return mask
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return DiffusionInpainter(build_tiny_pipeline(), name="tiny", num_inference_steps=2)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    images = [random_image(SIZE, seed) for seed in range(3)]
+    masks = [square_mask(0, 0), square_mask(16, 32), square_mask(48, 48)]
+    return images, masks, [11, 12, 13]
+
+
+def test_tiny_output_shape_and_masked_change(tiny, batch):
+    images, masks, seeds = batch
+    outputs = tiny.inpaint(images, masks, seeds)
+    assert [output.shape for output in outputs] == [(SIZE, SIZE, 3)] * 3
+    assert all(output.dtype == np.uint8 for output in outputs)
+    for image, mask, output in zip(images, masks, outputs):
+        assert np.abs(output[mask].astype(int) - image[mask]).mean() > 10
+
+
+def test_same_seed_same_output_other_seed_differs(tiny, batch):
+    images, masks, _ = batch
+    first = tiny.inpaint(images[:1], masks[:1], [5])[0]
+    assert np.array_equal(first, tiny.inpaint(images[:1], masks[:1], [5])[0])
+    assert not np.array_equal(first, tiny.inpaint(images[:1], masks[:1], [6])[0])
+
+
+def test_batched_equals_one_at_a_time(tiny, batch):
+    images, masks, seeds = batch
+    together = tiny.inpaint(images, masks, seeds)
+    for index in range(3):
+        alone = tiny.inpaint([images[index]], [masks[index]], [seeds[index]])[0]
+        difference = np.abs(alone.astype(int) - together[index])
+        assert difference.max() <= 1  # float tolerance, seen through uint8 rounding
+        assert difference.mean() < 0.01
+
+
+def test_skipping_guidance_matches_full_guidance(batch):
+    images, masks, seeds = batch
+    pipeline = build_tiny_pipeline()
+    skipped = DiffusionInpainter(pipeline, name="tiny", num_inference_steps=2)
+    full = DiffusionInpainter(pipeline, name="tiny", num_inference_steps=2, skip_unconditional_guidance=False)
+    assert skipped.guidance_skipped and not full.guidance_skipped
+    assert skipped.guidance_scale == full.guidance_scale == 7.5
+    for a, b in zip(skipped.inpaint(images, masks, seeds), full.inpaint(images, masks, seeds)):
+        assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_guidance_is_kept_with_a_prompt():
+    inpainter = DiffusionInpainter(build_tiny_pipeline(), name="tiny", prompt="a painting")
+    assert not inpainter.guidance_skipped
+
+
+def test_paste_back_restores_unmasked_pixels_exactly(batch):
+    images, masks, seeds = batch
+    pipeline = build_tiny_pipeline()
+    plain = DiffusionInpainter(pipeline, name="tiny", num_inference_steps=2).inpaint(images, masks, seeds)
+    pasted = DiffusionInpainter(pipeline, name="tiny", num_inference_steps=2, paste_back=True).inpaint(images, masks, seeds)
+    for image, mask, a, b in zip(images, masks, plain, pasted):
+        assert np.array_equal(b[~mask], image[~mask])
+        assert not np.array_equal(a[~mask], image[~mask])  # the VAE re-decodes everything
+        assert np.array_equal(a[mask], b[mask])
+
+
+def test_saved_pipeline_loads_through_from_pretrained(tmp_path, tiny, batch):
+    images, masks, seeds = batch
+    build_tiny_pipeline().save_pretrained(tmp_path)
+    loaded = DiffusionInpainter.from_pretrained(str(tmp_path), device="cpu", num_inference_steps=2)
+    params = loaded.params()
+    assert params["pipeline_class"] == "StableDiffusionInpaintPipeline"
+    assert params["resolved_dtype"] == "torch.float32"
+    assert params["model_revision"] == "local"
+    for a, b in zip(loaded.inpaint(images, masks, seeds), tiny.inpaint(images, masks, seeds)):
+        assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_scheduler_is_replaced(tmp_path):
+    build_tiny_pipeline().save_pretrained(tmp_path)
+    config = RunConfig(model=str(tmp_path), scheduler="euler", steps=2)
+    inpainter = load_inpainter(config, "cpu")
+    assert inpainter.params()["scheduler_class"] == "EulerDiscreteScheduler"
+    output = inpainter.inpaint([random_image(SIZE)], [square_mask(0, 0)], [1])[0]
+    assert output.shape == (SIZE, SIZE, 3)
+
+
+def test_unavailable_model_is_named():
+    with pytest.raises(ModelUnavailableError, match="no-such-org/no-such-model"):
+        DiffusionInpainter.from_pretrained("no-such-org/no-such-model", device="cpu")
+
+
+def test_tiny_backend_is_tagged():
+    inpainter = load_inpainter(RunConfig(model="tiny"), "cpu")
+    assert "rip.meaningless_images" in inpainter.tags()
+
+
+@pytest.mark.parametrize("model", ["telea", "ns", "biharmonic"])
+def test_classical_backends_only_touch_the_mask(model):
+    inpainter = load_inpainter(RunConfig(model=model), "cpu")
+    image = random_image(SIZE, 4)
+    mask = square_mask(16, 16)
+    output = inpainter.inpaint([image], [mask], [0])[0]
+    assert np.array_equal(output[~mask], image[~mask])
+    assert not np.array_equal(output[mask], image[mask])
+    flat = np.full((SIZE, SIZE, 3), (40, 120, 200), dtype=np.uint8)
+    filled = inpainter.inpaint([flat], [mask], [0])[0]
+    assert np.abs(filled.astype(int) - flat).max() <= 4
