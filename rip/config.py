@@ -1,6 +1,7 @@
 """The configuration of one run: the study's defaults, validated before anything starts."""
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,20 @@ class RunConfig:
             value = getattr(self, field.name)
             if isinstance(value, tuple):
                 value = ",".join(value)
+            elif isinstance(value, bool):
+                value = str(value).lower()
             params[field.name] = "" if value is None else str(value)
         return params
+
+    def to_json(self) -> str:
+        """The configuration as JSON (tagged on every run: the canonical record)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        fields = json.loads(text)
+        fields["metrics"] = tuple(fields["metrics"])
+        return cls(**fields)
 
     def validate(self) -> "RunConfig":
         """Raise ValueError naming the first bad value; return self when all is well."""

@@ -27,7 +27,9 @@ SAMPLE_IMAGES = (
 )
 """Photographs shipped inside scikit-image (and matplotlib's grace_hopper), in this order."""
 
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpe", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (
+    ".bmp", ".gif", ".jpe", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"
+)
 
 WIKIART_REPO = "huggan/wikiart"
 WIKIART_REVISION = "d559852d2b232e0fcf195e775866964f0564f2b5"  # pinned: indices must not move
@@ -189,7 +191,8 @@ def _folder_images(folder: Path) -> list[SourceImage]:
             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
         ]
     if not relative:
-        raise ValueError(f"no image files in folder {str(folder)!r} (looked for {' '.join(IMAGE_EXTENSIONS)})")
+        extensions = " ".join(IMAGE_EXTENSIONS)
+        raise ValueError(f"no image files in folder {str(folder)!r} (looked for {extensions})")
     folder = Path(os.path.abspath(folder))
     images, taken = [], set()
     for path in sorted(relative, key=lambda path: path.parts):
@@ -228,7 +231,7 @@ def _download_wikiart(indices: list[int], folder: Path, fs, pattern: str) -> Non
     """Save rows `indices` (sorted) of the parquet shards matching `pattern` as PNGs in `folder`.
 
     `fs` is an fsspec file system (HfFileSystem for the hub). Only shard footers and the row
-    groups holding wanted rows are read, each up to its last wanted row.
+    groups holding wanted rows are read, page by page up to the page of the last wanted row.
     """
     import pyarrow.parquet as pq
 
@@ -259,7 +262,7 @@ def _save_rows(parquet, group: int, group_start: int, indices: list[int], folder
             if position + offset in indices:
                 image = Image.open(io.BytesIO(cell["bytes"]))
                 target = folder / f"{position + offset:05d}.png"
-                partial = target.with_suffix(".part")
+                partial = target.with_suffix(f".{os.getpid()}.part")
                 _to_rgb(ImageOps.exif_transpose(image)).save(partial, format="PNG")
                 os.replace(partial, target)  # never leave a truncated PNG behind
         position += batch.num_rows

@@ -26,6 +26,7 @@ DEFAULT_EXPERIMENT = "recursive-inpainting"
 PACKAGES = ("torch", "diffusers", "transformers", "mlflow", "lpips", "stlpips-pytorch", "numpy", "pillow")
 KIND_TAG = "rip.kind"  # "configuration" on parent runs, "image" on child runs
 IMAGE_TAG = "rip.image_id"
+CONFIG_TAG = "rip.config"  # the configuration as JSON
 
 
 def resolve_experiment(client: MlflowClient, name: str) -> str:
@@ -77,17 +78,21 @@ class RunRecorder:
     def start(self, experiment_id: str, tags: dict[str, str]) -> str:
         """Create the parent run (or adopt the one `mlflow run` made) and log the configuration."""
         config = self.config
-        tags = {KIND_TAG: "configuration", **tags}
+        tags = {KIND_TAG: "configuration", CONFIG_TAG: config.to_json(), **tags}
+        params = self.params
         self.parent_id = os.environ.get("MLFLOW_RUN_ID", "")
         if self.parent_id:
-            self.experiment_id = self.client.get_run(self.parent_id).info.experiment_id
+            # `mlflow run` already logged the entry point's parameters, shell-quoted
+            run = self.client.get_run(self.parent_id)
+            self.experiment_id = run.info.experiment_id
+            params = {key: value for key, value in params.items() if key not in run.data.params}
         else:
             self.experiment_id = experiment_id
             name = f"{config.model.split('/')[-1]}-mask{config.mask}-seed{config.seed}"
             self.parent_id = self.client.create_run(experiment_id, run_name=name).info.run_id
         self.client.log_batch(
             self.parent_id,
-            params=[Param(key, value) for key, value in self.params.items()],
+            params=[Param(key, value) for key, value in params.items()],
             tags=[RunTag(key, value) for key, value in tags.items()],
         )
         return self.parent_id
@@ -125,6 +130,7 @@ class RunRecorder:
                 "mlflow.parentRunId": self.parent_id,
                 KIND_TAG: "image",
                 IMAGE_TAG: image_id,
+                CONFIG_TAG: self.config.to_json(),
                 "rip.image_origin": source.origin,
             },
         )

@@ -127,6 +127,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # display rotated 90 degrees clockwise
     image.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
     array = letterbox(Image.open(tmp_path / "rotated.jpg"), 40)
+    assert (load_images([SourceImage("rotated", str(tmp_path / "rotated.jpg"))], 40)[0] == array).all()
     # Upright the image is 20 wide and 40 tall: red on top, blue below, white bands left/right.
     assert (array[:, :9] == 255).all() and (array[:, 31:] == 255).all()
     top, bottom = rgb_at(array, 20, 8), rgb_at(array, 20, 31)
