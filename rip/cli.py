@@ -1,5 +1,7 @@
 """The `rip` command line."""
 
+import os
+
 import click
 
 from rip.config import RunConfig, parse_metrics
@@ -60,7 +62,7 @@ def run(tracking_uri, metrics, scheduler, **options):
 
     config = RunConfig(metrics=parse_metrics(metrics), scheduler=scheduler or None, **options)
     try:
-        run_id = run_experiment(config, tracking_uri=tracking_uri)
+        run_id = run_experiment(config, tracking_uri=tracking_uri, run_id=os.environ.get("MLFLOW_RUN_ID"))
     except (ValueError, ModelUnavailableError, MetricUnavailableError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"run {run_id} finished")

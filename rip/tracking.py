@@ -75,12 +75,12 @@ class RunRecorder:
         self.open_children: set[str] = set()
         self.rows: list[dict] = []
 
-    def start(self, experiment_id: str, tags: dict[str, str]) -> str:
-        """Create the parent run (or adopt the one `mlflow run` made) and log the configuration."""
+    def start(self, experiment_id: str, run_id: str | None, tags: dict[str, str]) -> str:
+        """Create the parent run (or adopt `run_id`, e.g. the one `mlflow run` made) and log the configuration."""
         config = self.config
         tags = {KIND_TAG: "configuration", CONFIG_TAG: config.to_json(), **tags}
         params = self.params
-        self.parent_id = os.environ.get("MLFLOW_RUN_ID", "")
+        self.parent_id = run_id or ""
         if self.parent_id:
             # `mlflow run` already logged the entry point's parameters, shell-quoted
             run = self.client.get_run(self.parent_id)
