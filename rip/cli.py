@@ -1,6 +1,10 @@
 """The `rip` command line."""
 
+import contextlib
+import dataclasses
 import os
+import signal
+import sys
 
 import click
 
@@ -55,14 +59,68 @@ def main():
 @click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--experiment", default=DEFAULTS.experiment, help="MLflow experiment name.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")
-def run(tracking_uri, metrics, scheduler, **options):
+@click.option("--resume", "resume_run", default="", help="Continue this interrupted parent run (its id).")
+@click.option("--outage-limit", type=float, default=600.0, show_default=True,
+              help="Seconds the tracking server may stay unreachable before the run fails.")
+@click.pass_context
+def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **options):
     """Run one (image set, mask size, seed) configuration as one MLflow run."""
+    import mlflow
+    from mlflow import MlflowClient
+
     from rip.metrics import MetricUnavailableError
-    from rip.runner import run_experiment
+    from rip.resilience import TrackingUnavailableError
+    from rip.resume import find_unfinished
+    from rip.runner import StopRun, run_experiment
 
     config = RunConfig(metrics=parse_metrics(metrics), scheduler=scheduler or None, **options)
+    given = [name for name in RUN_FIELDS if ctx.get_parameter_source(name) in EXPLICIT]
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    project_run = os.environ.get("MLFLOW_RUN_ID") or None
     try:
-        run_id = run_experiment(config, tracking_uri=tracking_uri, run_id=os.environ.get("MLFLOW_RUN_ID"))
-    except (ValueError, ModelUnavailableError, MetricUnavailableError) as error:
+        if resume_run and project_run and project_run != resume_run:
+            # `mlflow run -P resume=ID` made a new run: it only launches the resumed one
+            client.set_tag(project_run, "rip.kind", "launcher")
+            client.set_tag(project_run, "rip.resumes", resume_run)
+            project_run = None
+        if not resume_run and not project_run:
+            resume_run = _offer_resume(find_unfinished(client, config))
+        with _sigterm_stops_the_run(StopRun):
+            run_id = run_experiment(config, tracking_uri=client.tracking_uri, run_id=project_run,
+                                    resume_run=resume_run or None, given=given, outage_limit=outage_limit)
+    except (ValueError, ModelUnavailableError, MetricUnavailableError, TrackingUnavailableError) as error:
         raise click.ClickException(str(error)) from error
+    except (KeyboardInterrupt, StopRun) as error:
+        click.echo(f"stopped ({type(error).__name__}): the run is marked KILLED; continue it with "
+                   "`rip run --resume RUN_ID`", err=True)
+        ctx.exit(130)
     click.echo(f"run {run_id} finished")
+
+
+RUN_FIELDS = [field.name for field in dataclasses.fields(RunConfig)]
+EXPLICIT = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+
+
+def _offer_resume(unfinished: str | None) -> str | None:
+    """Ask (on a terminal) whether to resume an unfinished run of the same configuration."""
+    if unfinished is None:
+        return None
+    message = f"run {unfinished} of this configuration is unfinished"
+    if sys.stdin.isatty() and click.confirm(f"{message}; resume it?", default=True):
+        return unfinished
+    click.echo(f"{message}; starting a new run (resume it with `rip run --resume {unfinished}`)", err=True)
+    return None
+
+
+@contextlib.contextmanager
+def _sigterm_stops_the_run(stop: type[Exception]):
+    """SIGTERM raises `stop`, so the run ends cleanly as KILLED."""
+
+    def handler(signum, frame):
+        raise stop(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,9 +1,12 @@
 """Everything MLflow: a parent run per configuration, a nested child run per image.
 
 Metrics are logged at step = percent inpainted; values go in batches (one request per image
-and checkpoint), since a remote server answers each request in tens of milliseconds.
+and checkpoint), since a remote server answers each request in tens of milliseconds. Every
+checkpoint is written to a local spool first and its metrics are logged last, so a checkpoint
+whose metrics are on the server is complete, and one that is not can be redone or uploaded.
 """
 
+import logging
 import os
 import subprocess
 import tempfile
@@ -21,12 +24,18 @@ from rip.config import RunConfig
 from rip.engine import Checkpoint, Event, ImageFinished, ImageStarted
 from rip.images import SourceImage
 from rip.masks import mask_schedule
+from rip.resilience import Retrying
+from rip.spool import Spool
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "recursive-inpainting"
 PACKAGES = ("torch", "diffusers", "transformers", "mlflow", "lpips", "stlpips-pytorch", "numpy", "pillow")
 KIND_TAG = "rip.kind"  # "configuration" on parent runs, "image" on child runs
 IMAGE_TAG = "rip.image_id"
 CONFIG_TAG = "rip.config"  # the configuration as JSON
+PARENT_TAG = "mlflow.parentRunId"
+UI_IMAGE_KEY = "generation"
 
 
 def resolve_experiment(client: MlflowClient, name: str) -> str:
@@ -63,95 +72,168 @@ def code_commit() -> str:
 
 
 class RunRecorder:
-    """Turns engine events into MLflow runs and files."""
+    """Turns engine events into MLflow runs and files.
 
-    def __init__(self, client: MlflowClient, config: RunConfig, sources: list[SourceImage], params: dict[str, str]):
+    `recorded` holds, per image, the percents whose metrics are already on the server (from an
+    earlier attempt of a resumed run): those checkpoints are not logged twice.
+    """
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        config: RunConfig,
+        sources: list[SourceImage],
+        params: dict[str, str],
+        *,
+        spool_root: Path,
+        retrying: Retrying | None = None,
+    ):
         self.client = client
         self.config = config
         self.sources = {source.id: source for source in sources}
         self.params = params
+        self.spool_root = Path(spool_root)
+        self.call = retrying or Retrying()
         self.parent_id = ""
+        self.experiment_id = ""
+        self.spool: Spool | None = None
         self.child_ids: dict[str, str] = {}
         self.open_children: set[str] = set()
-        self.rows: list[dict] = []
+        self.recorded: dict[str, dict[int, dict[str, float]]] = {}
+        self.ui_steps: dict[str, set[int]] = {}
+
+    # -- parent run ---------------------------------------------------------------------------
 
     def start(self, experiment_id: str, run_id: str | None, tags: dict[str, str]) -> str:
         """Create the parent run (or adopt `run_id`, e.g. the one `mlflow run` made) and log the configuration."""
         config = self.config
         tags = {KIND_TAG: "configuration", CONFIG_TAG: config.to_json(), **tags}
         params = self.params
-        self.parent_id = run_id or ""
-        if self.parent_id:
+        if run_id:
             # `mlflow run` already logged the entry point's parameters, shell-quoted
-            run = self.client.get_run(self.parent_id)
+            run = self.call(self.client.get_run, run_id)
             self.experiment_id = run.info.experiment_id
             params = {key: value for key, value in params.items() if key not in run.data.params}
         else:
             self.experiment_id = experiment_id
-            name = f"{config.model.split('/')[-1]}-mask{config.mask}-seed{config.seed}"
-            self.parent_id = self.client.create_run(experiment_id, run_name=name).info.run_id
-        self.client.log_batch(
-            self.parent_id,
+            name = f"{config.model.rstrip('/').split('/')[-1]}-mask{config.mask}-seed{config.seed}"
+            run_id = self.call(self.client.create_run, experiment_id, run_name=name).info.run_id
+        self.parent_id = run_id
+        self.spool = Spool(self.spool_root, run_id)
+        self.call(
+            self.client.log_batch,
+            run_id,
             params=[Param(key, value) for key, value in params.items()],
             tags=[RunTag(key, value) for key, value in tags.items()],
         )
-        return self.parent_id
+        return run_id
 
-    def handle(self, event: Event) -> None:
-        if isinstance(event, ImageStarted):
-            self._start_image(event.task.image_id, event.task.original)
-        elif isinstance(event, Checkpoint):
-            self._log_checkpoint(event)
-        elif isinstance(event, ImageFinished):
-            self._finish_image(event.image_id)
+    def adopt(self, run_id: str, experiment_id: str, child_ids: dict[str, str],
+              recorded: dict[str, dict[int, dict[str, float]]], ui_steps: dict[str, set[int]]) -> None:
+        """Continue an existing parent run whose children and logged values are known."""
+        self.parent_id = run_id
+        self.experiment_id = experiment_id
+        self.spool = Spool(self.spool_root, run_id)
+        self.child_ids = dict(child_ids)
+        self.recorded = {image: dict(values) for image, values in recorded.items()}
+        self.ui_steps = {image: set(steps) for image, steps in ui_steps.items()}
+        self.call(self.client.update_run, run_id, status="RUNNING")
+
+    def upload_spool(self, originals: dict[str, np.ndarray]) -> int:
+        """Log every spooled checkpoint the server does not have yet; return how many."""
+        uploaded = 0
+        for entry in self.spool.entries():
+            if entry.image_id not in self.sources:
+                continue
+            self._ensure_child(entry.image_id, originals[entry.image_id])
+            if entry.percent not in self.recorded.get(entry.image_id, {}):
+                self._upload(entry.image_id, entry.percent, entry.iteration, entry.values, entry.image())
+                uploaded += 1
+            self.spool.remove(entry.image_id, entry.percent)
+        return uploaded
 
     def finish(self, status: str = "FINISHED") -> None:
-        """Aggregate over images, log the run's CSV and close every run with `status`."""
+        """Aggregate over images, log the run's CSV and close every open run with `status`."""
         for image_id in list(self.open_children):
-            self.client.set_terminated(self.child_ids[image_id], status)
+            self.call(self.client.set_terminated, self.child_ids[image_id], status)
         self.open_children.clear()
         frame = self.frame()
         if not frame.empty:
             self._log_frame(self.parent_id, frame, "metrics.csv")
             if status == "FINISHED":
                 self._log_aggregates(frame)
-        self.client.set_terminated(self.parent_id, status)
+        self.call(self.client.set_terminated, self.parent_id, status)
+        if status == "FINISHED":
+            self.spool.clear()
 
     def frame(self) -> pd.DataFrame:
         """Every measured value: image_id, iteration, percent, metric, value."""
-        return pd.DataFrame(self.rows, columns=["image_id", "iteration", "percent", "metric", "value"])
+        rows = [
+            dict(image_id=image_id, iteration=round(values["iteration"]), percent=percent, metric=key, value=value)
+            for image_id, by_percent in self.recorded.items()
+            for percent, values in sorted(by_percent.items())
+            for key, value in values.items()
+            if key != "iteration"
+        ]
+        frame = pd.DataFrame(rows, columns=["image_id", "iteration", "percent", "metric", "value"])
+        return frame.sort_values(["image_id", "percent", "metric"], ignore_index=True)
 
-    def _start_image(self, image_id: str, original: np.ndarray) -> None:
-        source = self.sources[image_id]
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=image_id,
-            tags={
-                "mlflow.parentRunId": self.parent_id,
-                KIND_TAG: "image",
-                IMAGE_TAG: image_id,
-                CONFIG_TAG: self.config.to_json(),
-                "rip.image_origin": source.origin,
-            },
-        )
-        self.child_ids[image_id] = run.info.run_id
+    # -- events -------------------------------------------------------------------------------
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, ImageStarted):
+            self._ensure_child(event.task.image_id, event.task.original)
+        elif isinstance(event, Checkpoint):
+            self._log_checkpoint(event)
+        elif isinstance(event, ImageFinished):
+            self._finish_image(event.image_id)
+
+    def _ensure_child(self, image_id: str, original: np.ndarray) -> None:
+        """Create the image's child run, or reopen the one an earlier attempt created."""
+        if image_id in self.open_children:
+            return
+        if image_id in self.child_ids:
+            self.call(self.client.update_run, self.child_ids[image_id], status="RUNNING")
+        else:
+            source = self.sources[image_id]
+            run = self.call(
+                self.client.create_run,
+                self.experiment_id,
+                run_name=image_id,
+                tags={
+                    PARENT_TAG: self.parent_id,
+                    KIND_TAG: "image",
+                    IMAGE_TAG: image_id,
+                    CONFIG_TAG: self.config.to_json(),
+                    "rip.image_origin": source.origin,
+                },
+            )
+            self.child_ids[image_id] = run.info.run_id
+            self.call(self.client.log_batch, run.info.run_id, params=[Param(k, v) for k, v in self.params.items()])
+            self._log_png(run.info.run_id, original, "original.png")
         self.open_children.add(image_id)
-        self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in self.params.items()])
-        self._log_png(run.info.run_id, original, "original.png")
 
     def _log_checkpoint(self, checkpoint: Checkpoint) -> None:
-        run_id = self.child_ids[checkpoint.image_id]
+        logged = self.recorded.get(checkpoint.image_id, {}).get(checkpoint.percent)
+        if logged is not None:
+            _warn_if_different(checkpoint, logged)
+            return
+        self.spool.add(checkpoint.image_id, checkpoint.percent, checkpoint.iteration, checkpoint.values, checkpoint.image)
+        self._upload(checkpoint.image_id, checkpoint.percent, checkpoint.iteration, checkpoint.values, checkpoint.image)
+        self.spool.remove(checkpoint.image_id, checkpoint.percent)
+
+    def _upload(self, image_id: str, percent: int, iteration: int, values: dict[str, float], image: np.ndarray) -> None:
+        """Images first, metrics last: metrics on the server mark a complete checkpoint."""
+        run_id = self.child_ids[image_id]
+        self._log_png(run_id, image, f"generations/{percent:04d}.png")
+        if percent not in self.ui_steps.setdefault(image_id, set()):
+            self.call(self.client.log_image, run_id, image, key=UI_IMAGE_KEY, step=percent)
+            self.ui_steps[image_id].add(percent)
         timestamp = int(time.time() * 1000)
-        metrics = [Metric(key, value, timestamp, checkpoint.percent) for key, value in checkpoint.values.items()]
-        metrics.append(Metric("iteration", checkpoint.iteration, timestamp, checkpoint.percent))
-        self.client.log_batch(run_id, metrics=metrics)
-        self._log_png(run_id, checkpoint.image, f"generations/{checkpoint.percent:04d}.png")
-        self.client.log_image(run_id, checkpoint.image, key="generation", step=checkpoint.percent)
-        for key, value in checkpoint.values.items():
-            self.rows.append(
-                dict(image_id=checkpoint.image_id, iteration=checkpoint.iteration,
-                     percent=checkpoint.percent, metric=key, value=value)
-            )
+        metrics = [Metric(key, value, timestamp, percent) for key, value in values.items()]
+        metrics.append(Metric("iteration", iteration, timestamp, percent))
+        self.call(self.client.log_batch, run_id, metrics=metrics)
+        self.recorded.setdefault(image_id, {})[percent] = {**values, "iteration": iteration}
 
     def _finish_image(self, image_id: str) -> None:
         run_id = self.child_ids[image_id]
@@ -164,11 +246,11 @@ class RunRecorder:
         self._log_frame(run_id, schedule, "mask_schedule.csv")
         frame = self.frame()
         self._log_frame(run_id, frame[frame.image_id == image_id], "metrics.csv")
-        self.client.set_terminated(run_id, "FINISHED")
+        self.call(self.client.set_terminated, run_id, "FINISHED")
         self.open_children.discard(image_id)
 
     def _log_aggregates(self, frame: pd.DataFrame) -> None:
-        """Mean and standard deviation over images of each metric at each checkpoint."""
+        """Mean and sample standard deviation over images of each metric at each checkpoint."""
         timestamp = int(time.time() * 1000)
         stats = frame.groupby(["metric", "percent"])["value"].agg(["mean", "std"]).fillna(0.0)
         metrics = [
@@ -177,19 +259,26 @@ class RunRecorder:
             for stat in ("mean", "std")
         ]
         for start in range(0, len(metrics), 1000):
-            self.client.log_batch(self.parent_id, metrics=metrics[start : start + 1000])
+            self.call(self.client.log_batch, self.parent_id, metrics=metrics[start : start + 1000])
 
     def _log_png(self, run_id: str, image: np.ndarray, path: str) -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            file = Path(folder) / Path(path).name
-            Image.fromarray(image).save(file)
-            self.client.log_artifact(run_id, str(file), str(Path(path).parent) if "/" in path else None)
+        folder, name = os.path.split(path)
+        with tempfile.TemporaryDirectory() as local:
+            Image.fromarray(image).save(Path(local) / name)
+            self.call(self.client.log_artifact, run_id, str(Path(local) / name), folder or None)
 
     def _log_frame(self, run_id: str, frame: pd.DataFrame, name: str) -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            file = Path(folder) / name
-            frame.to_csv(file, index=False)
-            self.client.log_artifact(run_id, str(file))
+        with tempfile.TemporaryDirectory() as local:
+            frame.to_csv(Path(local) / name, index=False)
+            self.call(self.client.log_artifact, run_id, str(Path(local) / name))
+
+
+def _warn_if_different(checkpoint: Checkpoint, logged: dict[str, float]) -> None:
+    """A redone checkpoint should reproduce the logged values exactly."""
+    for key, value in checkpoint.values.items():
+        if key in logged and not np.isclose(logged[key], value, rtol=1e-6, atol=1e-9):
+            log.warning("%s at %d%%: %s recomputed as %r, logged %r", checkpoint.image_id,
+                        checkpoint.percent, key, value, logged[key])
 
 
 def _version(package: str) -> str:

@@ -1,0 +1,164 @@
+"""Continue an interrupted parent run from the last completed checkpoint of each image."""
+
+import dataclasses
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from PIL import Image
+
+from rip.config import RunConfig
+from rip.engine import ImageTask
+from rip.tracking import CONFIG_TAG, IMAGE_TAG, KIND_TAG, PARENT_TAG, UI_IMAGE_KEY
+
+# settings that change no result: they may differ between attempts
+FREE_FIELDS = ("batch_size", "device", "experiment")
+# what must match for a resumed run to reproduce an uninterrupted one
+VERSION_PARAMS = ("version_rip", "version_torch", "version_diffusers", "version_lpips", "version_stlpips-pytorch")
+
+
+@dataclass
+class ResumeState:
+    """What an earlier attempt of a run left on the tracking server."""
+
+    run_id: str
+    experiment_id: str
+    config: RunConfig
+    child_ids: dict[str, str]
+    finished: set[str]
+    recorded: dict[str, dict[int, dict[str, float]]]  # image -> percent -> metric key -> value
+    ui_steps: dict[str, set[int]]
+
+
+def stored_config(client: MlflowClient, run_id: str) -> tuple[RunConfig, "object"]:
+    """The configuration of parent run `run_id`; ValueError when it cannot be resumed."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise ValueError(f"no run {run_id!r} on tracking server {client.tracking_uri}") from error
+        raise
+    kind = run.data.tags.get(KIND_TAG)
+    if kind != "configuration" or CONFIG_TAG not in run.data.tags:
+        raise ValueError(f"run {run_id} is not a configuration run of rip (kind: {kind or 'none'}); "
+                         "resume the parent run, not an image run")
+    if run.info.status == "FINISHED":
+        raise ValueError(f"run {run_id} already finished: nothing to resume")
+    return RunConfig.from_json(run.data.tags[CONFIG_TAG]), run
+
+
+def check_compatible(run, config: RunConfig, stored: RunConfig, params: dict[str, str], given: set[str]) -> None:
+    """Refuse a different configuration or code version: results would not continue the run."""
+    differences = [
+        f"{name} {getattr(config, name)!r} (run has {getattr(stored, name)!r})"
+        for name in given
+        if name not in FREE_FIELDS and getattr(config, name) != getattr(stored, name)
+    ]
+    if differences:
+        raise ValueError(f"run {run.info.run_id} has a different configuration: {', '.join(sorted(differences))}")
+    logged = run.data.params
+    versions = [
+        f"{key} {params[key]} (run has {logged[key]})"
+        for key in (*VERSION_PARAMS, "code_commit")
+        if key in logged and key in params and _code(logged[key]) != _code(params[key])
+    ]
+    if versions:
+        raise ValueError(
+            f"run {run.info.run_id} was made by another code version: {', '.join(versions)}; "
+            "resume it with the code that started it"
+        )
+
+
+def load_state(client: MlflowClient, run, config: RunConfig) -> ResumeState:
+    """Children, finished images and every logged value of parent `run`."""
+    run_id = run.info.run_id
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'", max_results=50000
+    )
+    keys = [name.replace("-", "_") for name in config.metrics] + ["iteration"]
+    state = ResumeState(run_id, run.info.experiment_id, config, {}, set(), {}, {})
+    for child in children:
+        image_id = child.data.tags.get(IMAGE_TAG)
+        if image_id is None:
+            continue
+        state.child_ids[image_id] = child.info.run_id
+        if child.info.status == "FINISHED":
+            state.finished.add(image_id)
+        histories = {key: client.get_metric_history(child.info.run_id, key) for key in keys}
+        by_percent: dict[int, dict[str, float]] = {}
+        for key, history in histories.items():
+            for metric in history:
+                by_percent.setdefault(metric.step, {})[key] = metric.value
+        state.recorded[image_id] = {p: v for p, v in by_percent.items() if set(v) == set(keys)}
+        state.ui_steps[image_id] = _ui_steps(client, child.info.run_id)
+    return state
+
+
+def tasks_to_resume(client: MlflowClient, state: ResumeState, sources, originals) -> list[ImageTask]:
+    """One task per unfinished image, from the last checkpoint every unfinished image completed.
+
+    Images in progress resume together from their common checkpoint, so they share inpainter
+    calls exactly as in an uninterrupted run; checkpoints already logged are not logged again.
+    """
+    in_progress = [s.id for s in sources if s.id not in state.finished and state.recorded.get(s.id)]
+    common = min((max(state.recorded[image]) for image in in_progress), default=0)
+    tasks = []
+    for source, original in zip(sources, originals):
+        if source.id in state.finished:
+            continue
+        if source.id in in_progress and common > 0:
+            image = _generation(client, state.child_ids[source.id], common)
+            iteration = round(state.recorded[source.id][common]["iteration"])
+            tasks.append(ImageTask(source.id, original, current=image, iteration=iteration))
+        else:
+            tasks.append(ImageTask(source.id, original))
+    return tasks
+
+
+def with_free_fields(stored: RunConfig, config: RunConfig) -> RunConfig:
+    """The stored configuration with this attempt's batch size, device and experiment."""
+    return dataclasses.replace(stored, **{name: getattr(config, name) for name in FREE_FIELDS})
+
+
+def _generation(client: MlflowClient, run_id: str, percent: int) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(run_id, f"generations/{percent:04d}.png", folder)
+        return np.asarray(Image.open(Path(path)).convert("RGB"))
+
+
+def _ui_steps(client: MlflowClient, run_id: str) -> set[int]:
+    """Steps whose MLflow UI image was logged (file names carry '+step+N+')."""
+    steps = set()
+    for artifact in client.list_artifacts(run_id, "images"):
+        name = Path(artifact.path).name
+        if name.startswith(f"{UI_IMAGE_KEY}+step+") and name.endswith(".png"):
+            steps.add(int(name.split("+")[2]))
+    return steps
+
+
+def _code(version: str) -> str:
+    return version.removesuffix("+dirty")
+
+
+def find_unfinished(client: MlflowClient, config: RunConfig) -> str | None:
+    """The newest unfinished parent run of the same configuration in its experiment, if any."""
+    from rip.tracking import DEFAULT_EXPERIMENT
+
+    experiment = client.get_experiment_by_name(config.experiment or DEFAULT_EXPERIMENT)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{KIND_TAG}` = 'configuration' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=200,
+    )
+    wanted = with_free_fields(config, config)
+    for run in runs:
+        stored = RunConfig.from_json(run.data.tags[CONFIG_TAG])
+        if with_free_fields(stored, config) == wanted:
+            return run.info.run_id
+    return None
