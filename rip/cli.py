@@ -37,6 +37,8 @@ DEFAULTS = RunConfig()
 @click.group()
 def main():
     """Recursive inpainting experiments tracked with MLflow."""
+    # retries through outages are ours (see rip.resilience), bounded by --outage-limit
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 
 
 @main.command()
@@ -124,3 +126,15 @@ def _sigterm_stops_the_run(stop: type[Exception]):
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# Commands defined in their own modules
+from analysis.cli import analyze  # noqa: E402
+from rip.sweep import sweep  # noqa: E402
+
+main.add_command(analyze)
+main.add_command(sweep)
+
+from rip.tuning.cli import tune_command  # noqa: E402  (takes `run`'s configuration options)
+
+main.add_command(tune_command(run))

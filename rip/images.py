@@ -76,9 +76,15 @@ def resolve_image_set(spec: str, seed: int) -> list[SourceImage]:
     image file below FOLDER, recursively, hidden files and folders skipped, sorted by relative
     path) and `FOLDER:N`. N images are drawn without replacement with
     `numpy.random.default_rng(seed)` and kept in the set's order. `sample` and `wikiart` are
-    keywords: write `./sample` for a folder of that name.
+    keywords: write `./sample` for a folder of that name. A count may fix its own draw seed,
+    `wikiart:10@0`, so that runs of different seeds share the same images.
     """
     head, _, tail = spec.rpartition(":")
+    if head and "@" in tail:  # N@S: draw with seed S, not the run's seed
+        tail, _, fixed = tail.partition("@")
+        if not fixed.isdigit():
+            raise ValueError(f"malformed draw seed {fixed!r} in {spec!r}: expected a non-negative integer")
+        seed = int(fixed)
     if spec == "sample":
         return _sample_images()
     if head == "sample":

@@ -100,11 +100,12 @@ def load_state(client: MlflowClient, run, config: RunConfig) -> ResumeState:
 def tasks_to_resume(client: MlflowClient, state: ResumeState, sources, originals) -> list[ImageTask]:
     """One task per unfinished image, from the last checkpoint every unfinished image completed.
 
-    Images in progress resume together from their common checkpoint, so they share inpainter
-    calls exactly as in an uninterrupted run; checkpoints already logged are not logged again.
+    Images in progress resume together from their common checkpoint, so with the same batch size
+    they share inpainter calls exactly as in an uninterrupted run (batched diffusion results
+    depend on the batch within float tolerance); checkpoints already logged are not logged again.
     """
-    in_progress = [s.id for s in sources if s.id not in state.finished and state.recorded.get(s.id)]
-    common = min((max(state.recorded[image]) for image in in_progress), default=0)
+    in_progress = [s.id for s in sources if s.id in state.child_ids and s.id not in state.finished]
+    common = min((max(state.recorded.get(image) or [0]) for image in in_progress), default=0)
     tasks = []
     for source, original in zip(sources, originals):
         if source.id in state.finished:
@@ -118,9 +119,9 @@ def tasks_to_resume(client: MlflowClient, state: ResumeState, sources, originals
     return tasks
 
 
-def with_free_fields(stored: RunConfig, config: RunConfig) -> RunConfig:
-    """The stored configuration with this attempt's batch size, device and experiment."""
-    return dataclasses.replace(stored, **{name: getattr(config, name) for name in FREE_FIELDS})
+def with_free_fields(stored: RunConfig, config: RunConfig, given=FREE_FIELDS) -> RunConfig:
+    """The stored configuration with this attempt's batch size, device and experiment, where given."""
+    return dataclasses.replace(stored, **{name: getattr(config, name) for name in FREE_FIELDS if name in given})
 
 
 def _generation(client: MlflowClient, run_id: str, percent: int) -> np.ndarray:

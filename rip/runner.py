@@ -64,7 +64,7 @@ def run_experiment(
         config.validate()
         params = environment_params()
         resume.check_compatible(previous, config, stored, params, set(given or ()))
-        config = resume.with_free_fields(stored, config)
+        config = resume.with_free_fields(stored, config, set(given or ()))
     config.validate()
     sources = resolve_image_set(config.images, config.seed)
     originals = load_images(sources, config.size)

@@ -11,6 +11,7 @@ import os
 import subprocess
 import tempfile
 import time
+import uuid
 from importlib import metadata
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking.multimedia import compress_image_size
 from PIL import Image
 
 from rip.config import RunConfig
@@ -227,7 +229,7 @@ class RunRecorder:
         run_id = self.child_ids[image_id]
         self._log_png(run_id, image, f"generations/{percent:04d}.png")
         if percent not in self.ui_steps.setdefault(image_id, set()):
-            self.call(self.client.log_image, run_id, image, key=UI_IMAGE_KEY, step=percent)
+            self._log_ui_image(run_id, image, percent)
             self.ui_steps[image_id].add(percent)
         timestamp = int(time.time() * 1000)
         metrics = [Metric(key, value, timestamp, percent) for key, value in values.items()]
@@ -260,6 +262,17 @@ class RunRecorder:
         ]
         for start in range(0, len(metrics), 1000):
             self.call(self.client.log_batch, self.parent_id, metrics=metrics[start : start + 1000])
+
+    def _log_ui_image(self, run_id: str, image: np.ndarray, step: int) -> None:
+        """What `log_image(key=..., step=...)` writes for the UI's step slider, under a name fixed
+        before the first attempt, so an upload retried after an outage overwrites, not duplicates."""
+        stem = f"{UI_IMAGE_KEY}+step+{step}+timestamp+{int(time.time() * 1000)}+{uuid.uuid5(uuid.NAMESPACE_URL, f'{run_id}/{step}')}"
+        picture = Image.fromarray(image)
+        with tempfile.TemporaryDirectory() as local:
+            picture.save(Path(local) / f"{stem}.png")
+            compress_image_size(picture).save(Path(local) / f"{stem}+compressed.webp")
+            for name in (f"{stem}.png", f"{stem}+compressed.webp"):
+                self.call(self.client.log_artifact, run_id, str(Path(local) / name), "images")
 
     def _log_png(self, run_id: str, image: np.ndarray, path: str) -> None:
         folder, name = os.path.split(path)

@@ -1,0 +1,212 @@
+"""Presets (experiments/*.yaml) -> a grid of configurations, each run as one MLflow run.
+
+A preset overrides only what differs from RunConfig's defaults. A list expands into one
+configuration per value (`mask: [64, 128, 256]`), and so does an integer range `seed: 0..9`
+(inclusive); several lists give their product, the first key varying slowest. For `metrics`, a
+list of names (or "a,b") is one value; a list of lists is a grid.
+"""
+
+import dataclasses
+import itertools
+import types
+import typing
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import click
+import yaml
+
+from rip.config import RunConfig, parse_metrics
+
+PRESET_FOLDER = Path("experiments")
+SWEEP_TAG = "rip.sweep"  # the preset's name, on every configuration run of the sweep
+SWEEP_ID_TAG = "rip.sweep_id"  # one id per invocation
+_FIELDS = {field.name: field for field in dataclasses.fields(RunConfig)}
+
+
+def find_preset(name: str | Path) -> Path:
+    """The preset file: `name` itself, `name`.yaml, or experiments/`name`.yaml."""
+    for candidate in (Path(name), Path(f"{name}.yaml"), PRESET_FOLDER / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    presets = sorted(p.stem for p in PRESET_FOLDER.glob("*.yaml"))
+    raise ValueError(f"no preset {str(name)!r}; presets in {PRESET_FOLDER}/: {', '.join(presets) or 'none'}")
+
+
+def load_preset(path: str | Path) -> dict:
+    """The preset's mapping of RunConfig fields to values or lists of values."""
+    path = find_preset(path)
+    try:
+        preset = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"cannot parse preset {path}: {error}") from error
+    if not isinstance(preset, dict):
+        raise ValueError(f"preset {path} must be a mapping of configuration fields, got {type(preset).__name__}")
+    return preset
+
+
+def parse_overrides(items: Sequence[str]) -> dict:
+    """`["mask=32", "seed=[0, 1]"]` -> {"mask": 32, "seed": [0, 1]} (values read as YAML)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"malformed override {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return overrides
+
+
+def expand(preset: dict) -> list[RunConfig]:
+    """Every configuration of the grid, in order (not validated: see `check`)."""
+    unknown = [key for key in preset if key not in _FIELDS]
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}; fields: {', '.join(_FIELDS)}")
+    axes = {key: [_coerce(key, v) for v in _values(key, value)] for key, value in preset.items()}
+    return [RunConfig(**dict(zip(axes, combination))) for combination in itertools.product(*axes.values())]
+
+
+def check(configs: Sequence[RunConfig], resolve_images: bool = True) -> None:
+    """Validate every configuration and (optionally) load every image set, before any run starts.
+
+    Raises ValueError naming each bad configuration. `resolve_images=False` skips image sets
+    that would be downloaded (wikiart:N); local ones are always read.
+    """
+    from rip.images import load_images, resolve_image_set
+
+    errors = []
+    for index, config in enumerate(configs, 1):
+        try:
+            config.validate()
+        except ValueError as error:
+            errors.append(f"configuration {index} ({describe(config)}): {error}")
+    if errors:
+        raise ValueError("invalid configurations, nothing was run:\n  " + "\n  ".join(errors))
+    loaded = set()
+    for config in configs:
+        if not resolve_images and config.images.startswith("wikiart"):
+            continue
+        sources = tuple(resolve_image_set(config.images, config.seed))
+        if (sources, config.size) not in loaded:
+            load_images(list(sources), config.size)
+            loaded.add((sources, config.size))
+
+
+def run_sweep(
+    configs: Sequence[RunConfig],
+    tracking_uri: str | None = None,
+    *,
+    tags: dict[str, str] | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> list[str]:
+    """Run every configuration as one MLflow run; return the parent run ids in run order.
+
+    Configurations sharing an inpainter run one after another and share one loaded model;
+    metrics are loaded once. Call `check` first: a failing configuration stops the sweep.
+    """
+    from rip.inpainters import load_inpainter, resolve_device
+    from rip.metrics import load_metrics
+    from rip.runner import run_experiment
+
+    first = {}
+    for config in configs:
+        first.setdefault(_inpainter_key(config), len(first))
+    ordered = sorted(configs, key=lambda c: first[_inpainter_key(c)])  # stable: grid order within a model
+    metrics_cache, inpainter, loaded_key, run_ids = {}, None, None, []
+    for index, config in enumerate(ordered, 1):
+        device = resolve_device(config.device)
+        if _inpainter_key(config) != loaded_key:
+            inpainter = None  # release the previous model before loading the next
+            inpainter, loaded_key = load_inpainter(config, device), _inpainter_key(config)
+        for name in config.metrics:
+            if (name, device) not in metrics_cache:
+                metrics_cache[name, device] = load_metrics([name], device)[0]
+        metrics = [metrics_cache[name, device] for name in config.metrics]
+        echo(f"[{index}/{len(ordered)}] {describe(config)}")
+        run_ids.append(run_experiment(config, tracking_uri, inpainter=inpainter, metrics=metrics, tags=tags,
+                                      progress=progress))
+    return run_ids
+
+
+def describe(config: RunConfig) -> str:
+    """The fields that differ from the defaults, e.g. "mask=128 seed=3 images=wikiart:100"."""
+    defaults = RunConfig()
+    changed = {k: v for k, v in dataclasses.asdict(config).items() if v != getattr(defaults, k) and k != "experiment"}
+    return " ".join(f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in changed.items()) or "defaults"
+
+
+def _values(key: str, value) -> list:
+    """The grid axis of one preset entry."""
+    if key == "metrics":
+        if isinstance(value, list) and value and all(isinstance(v, (list, str)) for v in value) and any(
+            isinstance(v, list) or "," in v for v in value
+        ):
+            return value  # a list of metric lists
+        return [value]
+    if isinstance(value, str) and ".." in value and _FIELDS[key].type is int:
+        low, _, high = value.partition("..")
+        try:
+            return list(range(int(low), int(high) + 1))
+        except ValueError:
+            raise ValueError(f"{key}: malformed range {value!r}, expected e.g. 0..9") from None
+    return value if isinstance(value, list) else [value]
+
+
+def _coerce(key: str, value):
+    """`value` as field `key` expects it; ValueError naming the field otherwise."""
+    kind = _FIELDS[key].type
+    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ValueError(f"{key} cannot be empty (null)")
+    if key == "metrics":
+        names = parse_metrics(value) if isinstance(value, str) else tuple(map(str, value))
+        return names
+    if int in options and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if float in options and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if bool in options and isinstance(value, bool):
+        return value
+    if str in options and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    expected = " or ".join(getattr(t, "__name__", str(t)) for t in options)
+    raise ValueError(f"{key} must be {expected}, got {value!r}")
+
+
+def _inpainter_key(config: RunConfig) -> tuple:
+    """What load_inpainter builds the model from: equal keys can share one loaded inpainter."""
+    return (config.model, config.steps, config.guidance, config.strength, config.prompt, config.paste_back,
+            config.scheduler, config.device)
+
+
+@click.command()
+@click.argument("preset")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a preset entry (YAML value, lists expand), e.g. --set images=sample:2.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")
+@click.option("--dry-run", is_flag=True, help="List the configurations and check them; run nothing.")
+def sweep(preset, overrides, tracking_uri, dry_run):
+    """Run every configuration of PRESET (e.g. experiments/demo) as one MLflow run each."""
+    from rip.inpainters.base import ModelUnavailableError
+    from rip.metrics import MetricUnavailableError
+
+    try:
+        path = find_preset(preset)
+        entries = {**load_preset(path), **parse_overrides(overrides)}
+        configs = expand(entries)
+        click.echo(f"{path}: {len(configs)} configuration(s)")
+        if dry_run:
+            for index, config in enumerate(configs, 1):
+                click.echo(f"  {index}. {describe(config)}")
+        check(configs, resolve_images=not dry_run)
+        if dry_run:
+            click.echo("all configurations are valid")
+            return
+        tags = {SWEEP_TAG: path.stem, SWEEP_ID_TAG: uuid.uuid4().hex[:12]}
+        run_ids = run_sweep(configs, tracking_uri, tags=tags, echo=click.echo)
+    except (ValueError, RuntimeError, ModelUnavailableError, MetricUnavailableError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"sweep {tags[SWEEP_ID_TAG]} ({path.stem}): {len(run_ids)} run(s) finished")

@@ -1,0 +1,173 @@
+"""One trial: the suggested conditions run as one configuration, reported checkpoint by checkpoint."""
+
+import copy
+import dataclasses
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import optuna
+
+from rip.config import RunConfig
+from rip.engine import Checkpoint, Event
+from rip.images import resolve_image_set
+from rip.inpainters import load_inpainter
+from rip.inpainters.base import Inpainter
+from rip.metrics import Metric
+from rip.runner import StopRun, run_experiment
+from rip.tuning.space import SearchSpace, uses_diffusion
+from rip.tuning.tracking import RETRY_TAG, WORKER_TAG, SearchTracker
+
+RUN_ATTR = "rip.mlflow_run_id"  # user attribute: the MLflow run of a trial (or of the study)
+RETRY_ATTR = "rip.retry_of"  # user attribute of a retried trial: the trial whose worker died
+WORKER_ATTR = "rip.worker"
+
+
+def worker_id() -> str:
+    """host:pid of this worker."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a study optimises: one metric's mean over the images, at the last percent or over the curve."""
+
+    metric: str  # e.g. "lpips-vgg"
+    kind: str  # "final": the mean at the last percent; "auc": the mean curve's average height
+    higher_is_better: bool  # similarities (ssim, psnr) are maximised, distances minimised
+
+    @property
+    def key(self) -> str:
+        return self.metric.replace("-", "_")
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.higher_is_better else "minimize"
+
+    def value(self, curve: dict[int, float]) -> float:
+        """The objective from the mean curve {percent: mean over images}, 0 % included."""
+        percents = sorted(curve)
+        if self.kind == "final":
+            return curve[percents[-1]]
+        area = sum(
+            (curve[a] + curve[b]) / 2 * (b - a) for a, b in zip(percents, percents[1:])
+        )
+        return area / (percents[-1] - percents[0])
+
+
+class Pruned(StopRun):
+    """The pruner ended the trial."""
+
+
+class Reporter:
+    """Observer of a run: the mean of one metric over every image at each percent, reported to the trial.
+
+    A mean is complete once every image reached that percent: at once when the batch holds every
+    image, otherwise as the last images catch up. 0 % (the original itself) is not reported.
+    """
+
+    def __init__(self, trial: optuna.Trial, key: str, n_images: int, on_report: Callable[[int, float], None]):
+        self.trial = trial
+        self.key = key
+        self.n_images = n_images
+        self.on_report = on_report
+        self.curve: dict[int, float] = {}
+        self._values: dict[int, list[float]] = defaultdict(list)
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, Checkpoint):
+            return
+        values = self._values[event.percent]
+        values.append(event.values[self.key])
+        if len(values) < self.n_images:
+            return
+        mean = sum(values) / len(values)
+        self.curve[event.percent] = mean
+        if event.percent == 0:
+            return
+        self.trial.report(mean, event.percent)
+        self.on_report(event.percent, mean)
+        if self.trial.should_prune():
+            raise Pruned(f"pruned at {event.percent}% with mean {self.key} {mean:.4g}")
+
+
+class Backends:
+    """Each model loaded once; a trial's inpainter wraps it with the trial's run-time settings."""
+
+    def __init__(self, models: Sequence[str], base: RunConfig, device: str):
+        self.loaded = {
+            model: load_inpainter(dataclasses.replace(base, model=model, scheduler=None), device)
+            for model in models
+        }
+
+    def inpainter(self, config: RunConfig) -> Inpainter:
+        loaded = self.loaded[config.model]
+        if not uses_diffusion(config.model):
+            return loaded
+        from rip.inpainters.diffusion import SCHEDULER_CLASSES, DiffusionInpainter
+
+        pipeline = loaded.pipeline
+        if config.scheduler is not None:
+            pipeline = copy.copy(pipeline)  # shares the weights; the loaded pipeline keeps its scheduler
+            pipeline.scheduler = SCHEDULER_CLASSES[config.scheduler].from_config(pipeline.scheduler.config)
+        return DiffusionInpainter(
+            pipeline,
+            name=loaded.name,
+            revision=loaded.revision,
+            tags=loaded.tags(),
+            num_inference_steps=config.steps,
+            guidance_scale=config.guidance,
+            strength=config.strength,
+            prompt=config.prompt,
+            paste_back=config.paste_back,
+        )
+
+
+@dataclass
+class Objective:
+    """Optuna's objective: run the trial's configuration under the study run and return its value."""
+
+    space: SearchSpace
+    base: RunConfig
+    target: Target
+    backends: Backends
+    metrics: Sequence[Metric]
+    tracker: SearchTracker
+    study_run_id: str
+    study_name: str
+    tracking_uri: str
+    progress: bool = True
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        config = self.space.suggest(trial, self.base)
+        tags = {WORKER_TAG: worker_id()}
+        if RETRY_ATTR in trial.user_attrs:
+            tags[RETRY_TAG] = str(trial.user_attrs[RETRY_ATTR])
+        run_id = self.tracker.open_trial_run(self.study_run_id, self.study_name, trial.number, tags)
+        trial.set_user_attr(RUN_ATTR, run_id)
+        trial.set_user_attr(WORKER_ATTR, tags[WORKER_TAG])
+        n_images = len(resolve_image_set(config.images, config.seed))
+        reporter = Reporter(
+            trial, self.target.key, n_images, lambda percent, mean: self.tracker.log_intermediate(run_id, percent, mean)
+        )
+        try:
+            run_experiment(
+                config,
+                self.tracking_uri,
+                inpainter=self.backends.inpainter(config),
+                metrics=self.metrics,
+                run_id=run_id,
+                observer=reporter,
+                progress=self.progress,
+            )
+        except Pruned as pruned:
+            self.tracker.close_trial_run(run_id, "PRUNED")
+            raise optuna.TrialPruned(str(pruned)) from None
+        except BaseException:
+            self.tracker.close_trial_run(run_id, "FAIL")
+            raise
+        value = self.target.value(reporter.curve)
+        self.tracker.close_trial_run(run_id, "COMPLETE", value, self.study_run_id, trial.number)
+        return value
