@@ -1,0 +1,28 @@
+"""Tracking-server runs -> tidy frames -> the study's figures, tables and statistics.
+
+    from analysis import load_results, mean_std_figure
+    frame = load_results("http://127.0.0.1:5000", experiments=["rip-replication"])
+    mean_std_figure(frame).savefig("mean_std.png")
+
+Names are imported on first use, so `rip --help` does not pay for matplotlib and scipy.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "analysis.figures": ("filmstrip_figure", "mean_std_figure", "properties_figure", "scatter_figure",
+                         "variability_figure"),
+    "analysis.load": ("AnalysisError", "load_results", "load_runs", "load_values"),
+    "analysis.report": ("write_report",),
+    "analysis.statistics": ("fit_saturation", "paired_tests", "property_correlations", "saturation_fits",
+                            "stability_ranking"),
+    "analysis.summary": ("summary_table", "to_markdown"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    return getattr(importlib.import_module(_MODULE_OF[name]), name)

@@ -1,0 +1,43 @@
+"""Images logged with the image runs: `original.png` and `generations/{percent:04d}.png`."""
+
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from PIL import Image
+
+DOWNLOAD_THREADS = 4
+
+
+def download_png(client: MlflowClient, run_id: str, path: str) -> np.ndarray:
+    """One PNG artifact of a run as a uint8 array."""
+    with tempfile.TemporaryDirectory() as folder:
+        local = client.download_artifacts(run_id, path, folder)
+        with Image.open(local) as image:
+            return np.asarray(image.convert("RGB"))
+
+
+def run_images(client: MlflowClient, run_id: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """A run's original and its generations by percent inpainted."""
+    with tempfile.TemporaryDirectory() as folder:
+        original = client.download_artifacts(run_id, "original.png", folder)
+        generations = Path(client.download_artifacts(run_id, "generations", folder))
+        with Image.open(original) as image:
+            original_array = np.asarray(image.convert("RGB"))
+        images = {}
+        for file in sorted(generations.glob("*.png")):
+            with Image.open(file) as image:
+                images[int(file.stem)] = np.asarray(image.convert("RGB"))
+    return original_array, images
+
+
+def originals(client: MlflowClient, runs: pd.DataFrame) -> dict[tuple[str, int], np.ndarray]:
+    """(image_id, size) -> the letterboxed original, one download per pair (from any of its runs)."""
+    first = runs.drop_duplicates(["image_id", "size"])
+    keys = list(zip(first["image_id"], first["size"]))
+    with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+        arrays = list(pool.map(lambda run_id: download_png(client, run_id, "original.png"), first["run_id"]))
+    return dict(zip(keys, arrays))

@@ -1,0 +1,64 @@
+"""Small helpers over the tidy frame: metric kinds, distances, conditions and groups."""
+
+import re
+
+import pandas as pd
+
+from rip.metrics.pixel_metrics import Psnr, Ssim
+
+SIMILARITIES = {cls.name.replace("-", "_") for cls in (Ssim, Psnr)}  # higher = more similar
+BOUNDED_SIMILARITIES = {Ssim.name: "1-ssim"}  # similarity in [.., 1] -> distance 1 - s
+# Parameters that tell configurations apart, besides mask and seed (the study's two axes)
+CONDITIONS = ("model", "paste_back", "steps", "guidance", "strength", "scheduler", "mask_order", "prompt",
+              "size", "images")
+PREFERRED_METRIC = "lpips_vgg"  # the study reports VGG from its third figure on
+
+
+def is_similarity(metric: str) -> bool:
+    return metric in SIMILARITIES
+
+
+def distances(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of metrics that are, or convert to, a distance from the original (0 = identical).
+
+    Adds column `distance`: the value for LPIPS-style metrics, 1 - value for SSIM; PSNR (not
+    bounded) is left out. `distance_name` says which (e.g. "1-ssim").
+    """
+    keep = frame[~frame["metric"].isin(SIMILARITIES - set(BOUNDED_SIMILARITIES))].copy()
+    similarity = keep["metric"].isin(set(BOUNDED_SIMILARITIES))
+    keep["distance"] = keep["value"].where(~similarity, 1 - keep["value"])
+    keep["distance_name"] = keep["metric"].map(lambda m: BOUNDED_SIMILARITIES.get(m, m))
+    return keep
+
+
+def default_metric(frame: pd.DataFrame) -> str:
+    """lpips_vgg when present, else the first distance, else SSIM, else the first metric."""
+    metrics = sorted(frame["metric"].unique())
+    ranked = sorted(metrics, key=lambda m: (m != PREFERRED_METRIC, is_similarity(m), m not in BOUNDED_SIMILARITIES))
+    return ranked[0]
+
+
+def varying(frame: pd.DataFrame, columns=CONDITIONS) -> list[str]:
+    """The columns among `columns` holding more than one value in `frame`."""
+    return [c for c in columns if c in frame and frame[c].astype(str).nunique() > 1]
+
+
+def groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows) per experiment and per combination of the conditions that vary.
+
+    The label is "" when everything belongs to one group, else e.g. "rip-demo_model-telea".
+    """
+    keys = (["experiment"] if frame["experiment"].nunique() > 1 else []) + varying(frame)
+    if not keys:
+        return [("", frame)]
+    out = []
+    for values, rows in frame.groupby(keys, sort=True, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        label = "_".join(str(v) if k == "experiment" else f"{k}-{v}" for k, v in zip(keys, values))
+        out.append((slug(label), rows))
+    return out
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of `text`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:120]

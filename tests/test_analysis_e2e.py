@@ -1,0 +1,243 @@
+"""Analysis against a real tracking server holding real runs (classical backend, 64 px)."""
+
+import dataclasses
+import logging
+import os
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+from PIL import Image
+
+from analysis import figures
+from analysis.artifacts import run_images
+from analysis.cli import analyze
+from analysis.load import AnalysisError, load_results
+from analysis.summary import summary_table
+from rip.config import RunConfig
+from rip.runner import StopRun, run_experiment
+from rip.sweep import check, expand, run_sweep
+from tests.conftest import BIN, REPO
+
+pytestmark = pytest.mark.slow
+EXPERIMENT = "analysis-e2e"
+PERCENTS = [0, 50, 100, 150]
+GRID = dict(experiment=EXPERIMENT, model="telea", size=64, mask=[16, 32], seed=[0, 1], percent=150,
+            metrics=["ssim", "psnr"])
+
+
+@pytest.fixture(scope="module")
+def store(mlflow_server, image_folder, tmp_path_factory):
+    """The server with: a 2 masks x 2 seeds x 3 images sweep; an experiment with a finished, a
+    killed and a running (crashed) configuration; one with only a running one; an empty one."""
+    client = MlflowClient(mlflow_server.uri)
+    spool = tmp_path_factory.mktemp("spool")
+    configs = expand({**GRID, "images": str(image_folder)})
+    check(configs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RIP_SPOOL", str(spool))
+        run_sweep(configs, mlflow_server.uri, tags={"rip.sweep": "analysis-test"}, progress=False, echo=lambda _: None)
+
+    small = RunConfig(model="telea", images=str(image_folder), size=64, mask=32, percent=100, metrics=("ssim",),
+                      experiment="analysis-unfinished")
+    run_experiment(small, mlflow_server.uri, progress=False, spool_root=spool)
+
+    def stop(event):
+        if getattr(event, "percent", 0) == 50:
+            raise StopRun("enough")
+
+    with pytest.raises(StopRun):
+        run_experiment(dataclasses.replace(small, seed=1), mlflow_server.uri, observer=stop,
+                       progress=False, spool_root=spool)
+    crashed_run(client, "analysis-unfinished", small)
+    crashed_run(client, "analysis-only-running", small)
+    client.create_experiment("analysis-empty")
+    return client
+
+
+def crashed_run(client, experiment, config):
+    """A configuration whose process died: parent and child left RUNNING, one value logged."""
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    tags = {"rip.kind": "configuration", "rip.config": config.to_json()}
+    parent = client.create_run(experiment_id, run_name="crashed", tags=tags).info.run_id
+    child = client.create_run(experiment_id, run_name="astronaut.png", tags={
+        **tags, "rip.kind": "image", "mlflow.parentRunId": parent, "rip.image_id": "astronaut.png"}).info.run_id
+    client.log_metric(child, "ssim", 1.0, step=0)
+
+
+@pytest.fixture(scope="module")
+def logged(store):
+    """Every value as the server returns it run by run: (run_id, metric, percent) -> value."""
+    experiment = store.get_experiment_by_name(EXPERIMENT).experiment_id
+    children = store.search_runs([experiment], "tags.`rip.kind` = 'image'")
+    values = {}
+    for child in children:
+        for key in ("ssim", "psnr"):
+            for m in store.get_metric_history(child.info.run_id, key):
+                values[child.info.run_id, key, m.step] = m.value
+    return children, values
+
+
+@pytest.fixture(scope="module")
+def frame(store, mlflow_server):
+    return load_results(mlflow_server.uri, [EXPERIMENT])
+
+
+def test_loaded_values_equal_the_logged_ones(frame, logged, store, image_folder):
+    children, values = logged
+    assert len(children) == 12 and frame["run_id"].nunique() == 12
+    assert len(frame) == len(values) == 12 * 2 * len(PERCENTS)
+    got = {(r.run_id, r.metric, r.percent): r.value for r in frame.itertuples()}
+    assert got == values  # exactly: no rounding anywhere
+    by_run = {child.info.run_id: child for child in children}
+    for run in frame.drop_duplicates("run_id").itertuples():
+        child = by_run[run.run_id]
+        assert (run.image_id, run.parent_run_id) == (child.data.tags["rip.image_id"], child.data.tags["mlflow.parentRunId"])
+        assert (str(run.mask), str(run.seed), run.model, run.images) == (
+            child.data.params["mask"], child.data.params["seed"], "telea", str(image_folder))
+        assert run.param_percent == 150 and run.status == "FINISHED"
+    assert sorted(frame["percent"].unique()) == PERCENTS
+    for run_id in frame["run_id"].unique()[::5]:
+        logged_iterations = {m.step: m.value for m in store.get_metric_history(run_id, "iteration")}
+        rows = frame[(frame["run_id"] == run_id) & (frame["metric"] == "ssim")]
+        assert dict(zip(rows["percent"], rows["iteration"])) == logged_iterations
+
+
+def test_a_local_store_loads_the_same_frame(frame, mlflow_server):
+    local = load_results(f"sqlite:///{mlflow_server.root / 'mlflow.db'}", [EXPERIMENT])
+    columns = ["run_id", "metric", "percent", "value", "mask", "seed", "image_id"]
+    pd.testing.assert_frame_equal(local[columns], frame[columns])
+
+
+def test_filters_on_parameters_and_configuration_tags(store, mlflow_server):
+    def runs(*filters):
+        return load_results(mlflow_server.uri, [EXPERIMENT], filters)["run_id"].nunique()
+
+    assert runs("mask=16") == 6
+    assert runs("mask=16;seed=1") == 3
+    assert runs("seed!=1") == 6
+    assert runs("tags.rip.sweep=analysis-test") == 12  # a tag of the configuration runs
+    assert runs("tags.rip.backend=telea|ns", "mask=16|32") == 12
+    with pytest.raises(AnalysisError, match="none match the filters mask=999"):
+        runs("mask=999")
+    with pytest.raises(AnalysisError, match="unknown parameter 'maks'"):
+        runs("maks=16")
+
+
+def test_figures_plot_the_logged_values(frame, logged):
+    _, values = logged
+    figure = figures.mean_std_figure(frame)
+    ssim_axis = [ax for ax in figure.axes if ax.get_title() == "ssim"][0]
+    for container in ssim_axis.containers:
+        mask = int(container.get_label().split()[1])
+        runs = frame[frame["mask"] == mask]["run_id"].unique()
+        column = np.array([[values[run, "ssim", p] for run in runs] for p in PERCENTS])
+        line = container.lines[0]
+        np.testing.assert_allclose(line.get_ydata(), column.mean(axis=1), rtol=0, atol=1e-12)
+
+    scatter = figures.scatter_figure(frame)
+    points = sorted(tuple(p) for ax in scatter.axes for p in ax.collections[0].get_offsets().data)
+    assert points == sorted((float(p), v) for (_, _, p), v in values.items())
+
+    variability = figures.variability_figure(frame, "ssim", max_images=3)
+    for ax in variability.axes:
+        image, mask = ax.get_title().split(", mask ")
+        for line in ax.lines:
+            seed = int(line.get_label().split()[1])
+            run = frame[(frame.image_id == image) & (frame["mask"] == int(mask)) & (frame.seed == seed)].run_id.iloc[0]
+            assert list(line.get_ydata()) == [values[run, "ssim", p] for p in PERCENTS]
+
+
+def test_summary_matches_the_parent_runs_aggregates(frame, store):
+    table = summary_table(frame)
+    for parent_id, rows in frame.groupby("parent_run_id"):
+        own = summary_table(rows)
+        for key in ("ssim", "psnr"):
+            means = {m.step: m.value for m in store.get_metric_history(parent_id, f"{key}_mean")}
+            stds = {m.step: m.value for m in store.get_metric_history(parent_id, f"{key}_std")}
+            mine = own[own["metric"] == key].set_index("percent")
+            assert mine["mean"].to_dict() == pytest.approx(means)
+            assert mine["std"].to_dict() == pytest.approx(stds, abs=1e-9)
+    pooled = table[(table["mask"] == 32) & (table["metric"] == "psnr") & (table["percent"] == 150)].iloc[0]
+    expected = frame.query("mask == 32 and metric == 'psnr' and percent == 150")["value"]
+    assert (pooled["mean"], pooled["std"], pooled["min"], pooled["max"], pooled["n"]) == pytest.approx(
+        (expected.mean(), expected.std(), expected.min(), expected.max(), 6))
+
+
+def test_filmstrip_shows_the_logged_generations(frame, store, tmp_path):
+    run_id = frame["run_id"].iloc[0]
+    original, generations = run_images(store, run_id)
+    assert sorted(generations) == PERCENTS
+    folder = store.download_artifacts(run_id, "", str(tmp_path))
+    expected = np.asarray(Image.open(os.path.join(folder, "generations", "0150.png")))
+    np.testing.assert_array_equal(generations[150], expected)
+    np.testing.assert_array_equal(original, np.asarray(Image.open(os.path.join(folder, "original.png"))))
+    figure = figures.filmstrip_figure(original, generations)
+    np.testing.assert_array_equal(figure.axes[4].images[0].get_array(), expected)
+
+
+def test_rip_analyze_writes_outputs_and_logs_an_analysis_run(frame, store, mlflow_server, tmp_path):
+    result = CliRunner().invoke(analyze, ["--tracking-uri", mlflow_server.uri, "--experiment", EXPERIMENT,
+                                          "--output", str(tmp_path), "--filmstrips", "1"])
+    assert result.exit_code == 0, result.output
+    for name in ("results.csv", "summary.csv", "summary.md", "report.md", "figures/mean_std.png",
+                 "figures/scatter.png", "figures/variability.png", "figures/properties.png",
+                 "statistics/saturation_runs.csv", "statistics/saturation_means.csv", "statistics/stability.csv",
+                 "statistics/paired_tests.csv", "statistics/property_correlations.csv"):
+        assert (tmp_path / name).is_file(), name
+    assert len(list((tmp_path / "figures" / "filmstrips").glob("*.png"))) == 2  # one per mask
+    written = pd.read_csv(tmp_path / "summary.csv")
+    np.testing.assert_allclose(written["mean"], summary_table(frame)["mean"])
+    paired = pd.read_csv(tmp_path / "statistics" / "paired_tests.csv")
+    assert set(paired["factor"]) == {"mask"} and set(paired["n"]) == {3}
+
+    experiment = store.get_experiment_by_name(EXPERIMENT).experiment_id
+    (analysis,) = store.search_runs([experiment], "tags.`rip.kind` = 'analysis'")
+    assert analysis.info.status == "FINISHED" and analysis.data.params["n_image_runs"] == "12"
+    logged = {a.path for a in store.list_artifacts(analysis.info.run_id)}
+    assert {"report.md", "summary.csv", "figures", "statistics"} <= logged
+    # the analysis run is not mistaken for data on the next load
+    assert load_results(mlflow_server.uri, [EXPERIMENT])["run_id"].nunique() == 12
+
+
+def test_unfinished_runs_are_left_out_with_a_warning(store, mlflow_server, caplog):
+    with caplog.at_level(logging.WARNING, logger="analysis"):
+        frame = load_results(mlflow_server.uri, ["analysis-unfinished"])
+    assert set(frame["status"]) == {"FINISHED"} and frame["run_id"].nunique() == 3
+    message = caplog.text
+    assert "image runs are unfinished" in message and "RUNNING" in message and "KILLED" in message
+    everything = load_results(mlflow_server.uri, ["analysis-unfinished"], include_unfinished=True)
+    assert {"RUNNING", "KILLED"} <= set(everything["status"])
+
+
+@pytest.mark.parametrize(
+    "experiment, fragment",
+    [
+        ("analysis-empty", "no recursive-inpainting runs in experiment(s) 'analysis-empty'"),
+        ("analysis-only-running", "no finished runs to analyse: 1 of 1 image runs are unfinished (1 RUNNING)"),
+        ("no-such-experiment", "unknown experiment 'no-such-experiment'"),
+    ],
+)
+def test_nothing_to_analyse_gives_a_clear_message(store, mlflow_server, tmp_path, experiment, fragment):
+    with pytest.raises(AnalysisError, match=r"^" + fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_results(mlflow_server.uri, [experiment])
+    result = CliRunner().invoke(analyze, ["--tracking-uri", mlflow_server.uri, "--experiment", experiment,
+                                          "--output", str(tmp_path / "out")])
+    assert result.exit_code == 1 and fragment in result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+
+
+def test_mlflow_run_analyze_entry_point(store, mlflow_server, tmp_path):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MLFLOW_TRACKING_URI": mlflow_server.uri}
+    command = [str(BIN / "mlflow"), "run", str(REPO), "-e", "analyze", "--env-manager", "local",
+               "--experiment-name", "analysis-mlflow-run", "-P", f"experiment={EXPERIMENT}",
+               "-P", "filter=mask=32", "-P", f"output={tmp_path / 'out'}", "-P", "filmstrips=0"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = store.search_runs([store.get_experiment_by_name("analysis-mlflow-run").experiment_id])
+    assert run.data.tags["rip.kind"] == "analysis" and run.data.params["n_image_runs"] == "6"
+    assert "report.md" in {a.path for a in store.list_artifacts(run.info.run_id)}

@@ -1,0 +1,125 @@
+"""Presets and sweeps: grid expansion, validation before any run, one MLflow run per configuration."""
+
+import dataclasses
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from rip.config import RunConfig
+from rip.images import resolve_image_set
+from rip.sweep import check, expand, load_preset, parse_overrides, sweep
+from tests.conftest import REPO
+
+PRESETS = REPO / "experiments"
+DEFAULTS = RunConfig()
+
+
+@pytest.mark.parametrize("name", ["replication", "variability", "demo"])
+def test_presets_override_only_what_differs_from_the_defaults(name):
+    preset = load_preset(PRESETS / f"{name}.yaml")
+    for key, value in preset.items():
+        single = expand({key: value})
+        assert any(getattr(config, key) != getattr(DEFAULTS, key) for config in single), key
+
+
+def test_the_studys_two_experiments():
+    replication = expand(load_preset(PRESETS / "replication.yaml"))
+    assert [c.mask for c in replication] == [64, 128, 256]
+    for config in replication:
+        assert (config.images, config.seed, config.percent, config.step, config.size) == ("wikiart:100", 0, 400, 50, 512)
+        assert config.model == DEFAULTS.model and config.metrics == ("lpips-alex", "lpips-vgg", "lpips-squeeze")
+    variability = expand(load_preset(PRESETS / "variability.yaml"))
+    assert len(variability) == 30
+    assert {(c.mask, c.seed) for c in variability} == {(m, s) for m in (64, 128, 256) for s in range(10)}
+    assert {c.images for c in variability} == {"wikiart:10@0"}  # the same ten images for every seed
+    demo = expand(load_preset(PRESETS / "demo.yaml"))
+    assert len(demo) == 4 and {c.model for c in demo} == {"telea"}
+    check(replication + variability + demo, resolve_images=False)
+
+
+def test_a_fixed_draw_seed_gives_every_run_the_same_images():
+    assert resolve_image_set("sample:3@5", 0) == resolve_image_set("sample:3@5", 9) == resolve_image_set("sample:3", 5)
+    assert resolve_image_set("sample:3", 0) != resolve_image_set("sample:3", 9)
+    with pytest.raises(ValueError, match="malformed draw seed 'x'"):
+        resolve_image_set("sample:3@x", 0)
+
+
+def test_grid_order_ranges_and_metrics():
+    configs = expand({"mask": [16, 32], "seed": "0..2", "size": 64, "metrics": ["ssim", "psnr"]})
+    assert [(c.mask, c.seed) for c in configs] == [(16, 0), (16, 1), (16, 2), (32, 0), (32, 1), (32, 2)]
+    assert {c.metrics for c in configs} == {("ssim", "psnr")}  # a list of names is one value
+    grid = expand({"metrics": [["ssim"], "psnr,lpips-vgg"], "guidance": [7, 7.5], "steps": None})
+    assert [(c.metrics, c.guidance) for c in grid] == [
+        (("ssim",), 7.0), (("ssim",), 7.5), (("psnr", "lpips-vgg"), 7.0), (("psnr", "lpips-vgg"), 7.5)]
+    assert parse_overrides(["mask=[16, 32]", "images=sample:2", "prompt="]) == {
+        "mask": [16, 32], "images": "sample:2", "prompt": ""}
+
+
+@pytest.mark.parametrize(
+    "preset, fragment",
+    [
+        ({"maks": 64}, "unknown field(s) 'maks'"),
+        ({"mask": "big"}, "mask must be int, got 'big'"),
+        ({"paste_back": "yes"}, "paste_back must be bool"),
+        ({"seed": "0..x"}, "malformed range '0..x'"),
+        ({"mask": None}, "mask cannot be empty"),
+    ],
+)
+def test_bad_entries_name_the_field(preset, fragment):
+    with pytest.raises(ValueError) as error:
+        expand(preset)
+    assert fragment in str(error.value)
+
+
+def write_preset(folder, name, **entries):
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(entries))
+    return path
+
+
+def test_an_invalid_configuration_stops_the_sweep_before_any_run(tmp_path, image_folder, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_preset(tmp_path, "bad", model="telea", images=str(image_folder), size=64, mask=[16, 60, 32],
+                        metrics=["ssim", "fid"])
+    result = CliRunner().invoke(sweep, [str(path), "--tracking-uri", f"sqlite:///{tmp_path / 'store.db'}"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "nothing was run" in result.output
+    assert "configuration 2 (mask=60" in result.output and "unknown metric 'fid'" in result.output
+    assert not (tmp_path / "store.db").exists()  # not even the store was touched
+
+
+def test_dry_run_lists_every_configuration():
+    result = CliRunner().invoke(sweep, [str(PRESETS / "variability"), "--dry-run", "--set", "mask=[64, 128]"])
+    assert result.exit_code == 0, result.output
+    assert "20 configuration(s)" in result.output and "all configurations are valid" in result.output
+    assert "30. " not in result.output and "20. mask=128 images=wikiart:10@0 seed=9" in result.output
+
+
+@pytest.mark.slow
+def test_sweep_runs_each_configuration_once_loading_the_model_once(tmp_path, image_folder, monkeypatch):
+    import rip.inpainters
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RIP_SPOOL", str(tmp_path / "spool"))
+    loads = []
+    real = rip.inpainters.load_inpainter
+    monkeypatch.setattr(rip.inpainters, "load_inpainter", lambda config, device: loads.append(config) or real(config, device))
+    path = write_preset(tmp_path, "tiny-grid", experiment="sweep-test", model="telea", images=f"{image_folder}:2@0",
+                        size=64, mask=32, seed=[0, 1], percent=100, metrics=["ssim"])
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    result = CliRunner().invoke(sweep, [str(path), "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    assert len(loads) == 1
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("sweep-test").experiment_id
+    parents = client.search_runs([experiment], "tags.`rip.kind` = 'configuration'")
+    assert sorted(int(p.data.params["seed"]) for p in parents) == [0, 1]
+    assert {p.data.tags["rip.sweep"] for p in parents} == {"tiny-grid"}
+    assert len({p.data.tags["rip.sweep_id"] for p in parents}) == 1
+    assert all(p.info.status == "FINISHED" for p in parents)
+    children = client.search_runs([experiment], "tags.`rip.kind` = 'image'")
+    images = {(c.data.tags["mlflow.parentRunId"], c.data.tags["rip.image_id"]) for c in children}
+    assert len(images) == 4 and len({image for _, image in images}) == 2  # the same two images for both seeds
+    assert dataclasses.asdict(RunConfig.from_json(parents[0].data.tags["rip.config"]))["percent"] == 100
