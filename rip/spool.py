@@ -50,7 +50,13 @@ class Spool:
         staging.rename(target)
 
     def remove(self, image_id: str, percent: int) -> None:
+        """Drop one uploaded checkpoint, and the folders it leaves empty."""
         shutil.rmtree(self.folder / image_id / f"{percent:04d}", ignore_errors=True)
+        for folder in (self.folder / image_id, self.folder):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty, or already gone
+                break
 
     def entries(self) -> list[SpooledCheckpoint]:
         """Every complete checkpoint in the spool, by image and percent."""

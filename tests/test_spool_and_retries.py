@@ -22,7 +22,7 @@ def test_spool_round_trip_and_removal(tmp_path):
     assert np.array_equal(entries[1].image(), image[::-1])
     spool.remove("img-a", 50)
     assert [e.percent for e in spool.entries()] == [100]
-    spool.clear()
+    spool.remove("img-a", 100)
     assert spool.entries() == [] and not spool.folder.exists()
 
 
