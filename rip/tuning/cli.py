@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+from collections import Counter
 
 import click
 
@@ -84,9 +85,12 @@ def _tune(tracking_uri, **options):
         study, summary = run_search(base, settings, tracking_uri)
     except (ValueError, ModelUnavailableError, MetricUnavailableError, TrackingUnavailableError) as error:
         raise click.ClickException(str(error)) from error
-    trials = study.get_trials(deepcopy=False)
-    states = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in sorted({t.state for t in trials}, key=lambda s: s.value))
-    click.echo(f"study {study.study_name}: {len(trials)} trials ({states})")
+    except KeyboardInterrupt:
+        click.echo("stopped; the same command continues the study", err=True)
+        raise SystemExit(130) from None
+    states = Counter(trial.state.name.lower() for trial in study.get_trials(deepcopy=False))
+    summary_of_states = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+    click.echo(f"study {study.study_name}: {states.total()} trials ({summary_of_states})")
     if summary is None:
         click.echo("the summary was written by another worker, to the study's MLflow run")
     elif summary.best is None:

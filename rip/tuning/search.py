@@ -10,6 +10,7 @@ parameters by a worker that is still alive.
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -24,11 +25,11 @@ from rip.config import RunConfig
 from rip.inpainters import resolve_device
 from rip.metrics import load_metrics
 from rip.tracking import environment_params, resolve_experiment
-from rip.tuning.objective import RETRY_ATTR, RUN_ATTR, Backends, Objective, Target
+from rip.tuning.objective import RETRY_ATTR, RUN_ATTR, WORKER_ATTR, Backends, Objective, Target
 from rip.tuning.pruning import make_pruner
 from rip.tuning.space import SearchSpace, parse_space
-from rip.tuning.settings import SearchSettings
-from rip.tuning.storage import StudyLock, open_storage, shown
+from rip.tuning.settings import DEFAULT_TRIALS, SearchSettings
+from rip.tuning.storage import StudyLock, connect, shown
 from rip.tuning.summary import Summary, write_summary
 from rip.tuning.tracking import SearchTracker
 
@@ -57,19 +58,18 @@ def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | No
 
     # 2. Reach the storage (and check that this worker searches what the study searches)
     tracker = SearchTracker(MlflowClient(tracking_uri or mlflow.get_tracking_uri()))
-    storage = open_storage(settings.storage, settings.heartbeat_interval, settings.grace_period,
-                           _retry_callback(tracker, settings.max_retries))
-    _check_definition(storage, settings.study_name, definition)
-
-    # 3. Load metrics and models, once
-    device = resolve_device(base.device)
-    metrics = load_metrics(base.metrics, device)
-    target = Target(metric, settings.objective, next(m for m in metrics if m.name == metric).higher_is_better)
-    backends = Backends(space.values("model", base), base, device)
-
-    # 4. Join the study; the first worker creates it and its MLflow run
-    lock = StudyLock(settings.storage, settings.study_name)
+    storage, lock = connect(settings.storage, settings.study_name, settings.heartbeat_interval,
+                            settings.grace_period, _retry_callback(tracker, settings.max_retries))
     try:
+        _check_definition(storage, settings.study_name, definition)
+
+        # 3. Load metrics and models, once
+        device = resolve_device(base.device)
+        metrics = load_metrics(base.metrics, device)
+        target = Target(metric, settings.objective, next(m for m in metrics if m.name == metric).higher_is_better)
+        backends = Backends(space.values("model", base), base, device)
+
+        # 4. Join the study; the first worker creates it and its MLflow run
         with lock:
             pruner = make_pruner("none" if grid else settings.pruner, settings.pruner_startup_trials, base)
             study = optuna.create_study(
@@ -102,11 +102,10 @@ def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | No
 
 
 def _budget(n_trials: int | None, grid: dict | None) -> int:
+    """The study's total: as given, or the default, or every point of the grid."""
     if grid is None:
-        return n_trials or 20
-    size = 1
-    for values in grid.values():
-        size *= len(values)
+        return n_trials or DEFAULT_TRIALS
+    size = math.prod(len(values) for values in grid.values())
     if n_trials and n_trials > size:
         raise ValueError(f"the grid has {size} points: --n-trials {n_trials} would repeat some")
     return n_trials or size
@@ -142,7 +141,7 @@ def _retry_callback(tracker: SearchTracker, max_retries: int):
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
 
     def on_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        log.warning("trial %d lost its worker (%s); retrying it", trial.number, trial.user_attrs.get("rip.worker"))
+        log.warning("trial %d lost its worker (%s); retrying it", trial.number, trial.user_attrs.get(WORKER_ATTR))
         if RUN_ATTR in trial.user_attrs:
             tracker.abandon(trial.user_attrs[RUN_ATTR])
         trial.user_attrs = {**trial.user_attrs, RETRY_ATTR: trial.number}

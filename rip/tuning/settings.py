@@ -8,6 +8,7 @@ OBJECTIVES = ("final", "auc")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 DEFAULT_STORAGE = "sqlite:///rip-tune.db"
+DEFAULT_TRIALS = 20
 
 
 @dataclass(frozen=True)

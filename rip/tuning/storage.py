@@ -16,7 +16,8 @@ _CONNECT_ARGS = {"postgresql": {"connect_timeout": 10}}
 
 
 def check_storage_url(url: str) -> URL:
-    """The parsed URL; ValueError unless it names a SQLite file in an existing folder or a PostgreSQL database."""
+    """The parsed URL (psycopg2 as PostgreSQL's default driver); ValueError unless it names a SQLite
+    file in an existing folder or a PostgreSQL database."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -25,13 +26,15 @@ def check_storage_url(url: str) -> URL:
         raise ValueError(f"unsupported storage {shown(url)}: {_EXPECTED}")
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
-            raise ValueError(f"storage {url!r} is in memory: workers could neither share nor resume it; {_EXPECTED}")
+            raise ValueError(f"storage {url!r} is in memory: no worker could share or resume it; {_EXPECTED}")
         folder = Path(parsed.database).expanduser().parent
         if not folder.is_dir():
-            hint = "" if folder.is_absolute() else " (the path is relative: an absolute one takes four slashes, sqlite:////PATH)"
+            hint = "" if folder.is_absolute() else " (a relative path; an absolute one takes four slashes)"
             raise ValueError(f"storage {url!r}: folder {folder} does not exist{hint}")
     elif not parsed.database:
         raise ValueError(f"storage {shown(url)} names no database: {_EXPECTED}")
+    if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; we depend on psycopg2
+        parsed = parsed.set(drivername="postgresql+psycopg2")
     return parsed
 
 
@@ -43,24 +46,33 @@ def shown(url: str) -> str:
         return url
 
 
-def open_storage(
-    url: str, heartbeat_interval: int, grace_period: int | None, on_stale: Callable
-) -> optuna.storages.RDBStorage:
-    """Optuna's storage at `url`, with heartbeats; `on_stale(study, trial)` sees each trial of a dead worker."""
-    backend = check_storage_url(url).get_backend_name()
+def connect(
+    url: str, study_name: str, heartbeat_interval: int, grace_period: int | None, on_stale: Callable
+) -> tuple[optuna.storages.RDBStorage, "StudyLock"]:
+    """Optuna's storage at `url`, with heartbeats, and the lock of study `study_name`.
+
+    `on_stale(study, trial)` sees each trial whose worker died. The storage's tables are created
+    while holding the lock: two workers creating them at once on a new database would fail.
+    """
+    parsed = check_storage_url(url)
+    lock = None
     try:
-        with warnings.catch_warnings():
+        lock = StudyLock(parsed, study_name)
+        with lock, warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs={"connect_args": _CONNECT_ARGS.get(backend, {})},
+            storage = optuna.storages.RDBStorage(
+                parsed.render_as_string(hide_password=False),
+                engine_kwargs={"connect_args": _CONNECT_ARGS.get(parsed.get_backend_name(), {})},
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=on_stale,
             )
     except (SQLAlchemyError, ImportError) as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        if lock is not None:
+            lock.close()
+        reason = str(getattr(error, "orig", None) or error.__cause__ or error).strip().splitlines()[0]
         raise ValueError(f"cannot open storage {shown(url)}: {reason}") from error
+    return storage, lock
 
 
 class StudyLock:
@@ -70,8 +82,7 @@ class StudyLock:
     database or the kernel releases it when its holder dies.
     """
 
-    def __init__(self, url: str, study_name: str):
-        parsed = check_storage_url(url)
+    def __init__(self, parsed: URL, study_name: str):
         self.held = False
         if parsed.get_backend_name() == "sqlite":
             self.file = open(f"{Path(parsed.database).expanduser()}.lock", "a")

@@ -38,7 +38,7 @@ class SearchTracker:
             params = {key: value for key, value in params.items() if key not in logged}
         else:
             run_id = self.retrying(self.client.create_run, experiment_id, run_name=study_name).info.run_id
-        tags = {KIND_TAG: "study", STUDY_TAG: study_name}
+        tags = {KIND_TAG: "study", STUDY_TAG: study_name, "mlflow.runName": study_name}
         self.retrying(
             self.client.log_batch,
             run_id,

@@ -1,0 +1,146 @@
+"""The search's parts without a server: spaces, objectives, reporting and pruning, bad input."""
+
+import dataclasses
+
+import numpy as np
+import optuna
+import pytest
+from click.testing import CliRunner
+from optuna.trial import FixedTrial
+
+from rip.cli import main
+from rip.config import RunConfig
+from rip.engine import Checkpoint
+from rip.inpainters import load_inpainter
+from rip.masks import Square
+from rip.tuning.objective import Backends, Pruned, Reporter, Target
+from rip.tuning.pruning import MedianAtStep
+from rip.tuning.space import parse_space
+from tests.conftest import random_image
+
+TELEA = RunConfig(model="telea", size=64, mask=32, percent=100, step=50, metrics=("ssim",))
+TINY = RunConfig(model="tiny", size=64, mask=32, percent=100, step=50, metrics=("ssim",))
+
+
+def test_default_space_is_what_the_backend_can_use():
+    assert parse_space("", RunConfig(model="telea")).names == ["mask", "mask_order"]
+    with pytest.raises(ValueError, match="step 50% is not a whole number of iterations with mask 64 at size 64"):
+        parse_space("", TINY)  # the study's masks need the study's size
+    study_size = RunConfig(model="tiny")
+    assert parse_space("", study_size).names == ["mask", "mask_order", "steps", "strength", "paste_back", "scheduler"]
+    prompted = RunConfig(model="tiny", prompt="a painting")
+    assert parse_space("", prompted).names == [
+        "mask", "mask_order", "prompt", "guidance", "steps", "strength", "paste_back", "scheduler"
+    ]
+    assert str(parse_space("", study_size)) == (
+        "mask=64,128,256 mask_order=random,shuffle,scan steps=10:50:log strength=0.5:1.0 "
+        "paste_back=false,true scheduler=ddim,pndm,euler,euler-ancestral,dpm-solver,lms"
+    )
+
+
+def test_spec_lists_ranges_and_suggestions():
+    space = parse_space("paste_back strength=0.5:1 steps=2:8:log mask=16,32", TINY)
+    assert str(space) == "mask=16,32 steps=2:8:log strength=0.5:1.0 paste_back=false,true"
+    config = space.suggest(FixedTrial({"mask": 16, "steps": 4, "strength": 0.75, "paste_back": True}), TINY)
+    assert (config.mask, config.steps, config.strength, config.paste_back) == (16, 4, 0.75, True)
+    assert config.model == "tiny" and config.size == 64
+
+
+def test_parameters_apply_only_where_they_matter():
+    base = RunConfig(model="tiny", size=64, mask=32, percent=100, step=50, prompt="a painting")
+    space = parse_space("model=tiny,telea prompt guidance=1:5 steps=2:3", base)
+    # a classical trial is asked nothing about diffusion; an empty prompt is asked no guidance
+    assert space.suggest(FixedTrial({"model": "telea"}), base).model == "telea"
+    config = space.suggest(FixedTrial({"model": "tiny", "prompt": "", "steps": 3}), base)
+    assert (config.prompt, config.steps, config.guidance) == ("", 3, None)
+    config = space.suggest(FixedTrial({"model": "tiny", "prompt": "a painting", "guidance": 4.0, "steps": 2}), base)
+    assert (config.prompt, config.guidance) == ("a painting", 4.0)
+    with pytest.raises(ValueError, match="a grid cannot hold prompt"):
+        space.grid(base)
+
+
+def test_grid_needs_lists():
+    assert parse_space("mask=16,32 seed=0,1,2", TELEA).grid(TELEA) == {"mask": [16, 32], "seed": [0, 1, 2]}
+    with pytest.raises(ValueError, match="not the range steps=2:4"):
+        parse_space("steps=2:4", TINY).grid(TINY)
+
+
+@pytest.mark.parametrize("kind, expected", [("final", 0.4), ("auc", ((0 + 0.3) / 2 * 50 + (0.3 + 0.4) / 2 * 50) / 100)])
+def test_objective_from_the_mean_curve(kind, expected):
+    target = Target("lpips-vgg", kind, higher_is_better=False)
+    assert target.value({0: 0.0, 50: 0.3, 100: 0.4}) == pytest.approx(expected)
+    assert target.direction == "minimize" and target.key == "lpips_vgg"
+    assert Target("ssim", kind, higher_is_better=True).direction == "maximize"
+
+
+def checkpoint(image_id: str, percent: int, value: float) -> Checkpoint:
+    return Checkpoint(image_id=image_id, iteration=percent // 25, percent=percent, image=None, values={"ssim": value})
+
+
+def test_reporter_reports_complete_means_and_prunes_by_the_median():
+    study = optuna.create_study(direction="maximize", pruner=MedianAtStep(n_startup_trials=1))
+    study.add_trial(optuna.trial.create_trial(value=0.8, intermediate_values={50: 0.9, 100: 0.8}))
+    trial = study.ask()
+    reported = []
+    reporter = Reporter(trial, "ssim", n_images=2, on_report=lambda percent, mean: reported.append((percent, mean)))
+    reporter(checkpoint("a", 0, 1.0))
+    reporter(checkpoint("b", 0, 1.0))
+    reporter(checkpoint("a", 50, 0.95))
+    assert reported == []  # b has not reached 50 % yet
+    reporter(checkpoint("b", 50, 0.93))
+    assert reported == [(50, pytest.approx(0.94))]  # better than the median (0.9): kept
+    reporter(checkpoint("a", 100, 0.6))
+    with pytest.raises(Pruned, match="pruned at 100%"):
+        reporter(checkpoint("b", 100, 0.7))  # 0.65 is worse than 0.8
+    assert reporter.curve == {0: 1.0, 50: pytest.approx(0.94), 100: pytest.approx(0.65)}
+    assert study.trials[-1].intermediate_values == {50: pytest.approx(0.94), 100: pytest.approx(0.65)}
+
+
+def test_a_trials_inpainter_shares_the_loaded_model_and_matches_a_fresh_one():
+    backends = Backends(["tiny"], TINY, "cpu")
+    loaded = backends.loaded["tiny"].pipeline
+    config = dataclasses.replace(TINY, steps=2, strength=0.8, scheduler="euler", paste_back=True)
+    inpainter = backends.inpainter(config)
+    assert inpainter.pipeline.unet is loaded.unet  # the weights are shared, not copied
+    assert type(inpainter.pipeline.scheduler).__name__ == "EulerDiscreteScheduler"
+    assert type(loaded.scheduler).__name__ == "DDIMScheduler"  # the loaded pipeline keeps its own
+    fresh = load_inpainter(config, "cpu")  # what `rip run` with this configuration builds
+    assert inpainter.params() == fresh.params()
+    image, mask = random_image(64), Square(0, 1, 32).to_array(64)
+    np.testing.assert_array_equal(inpainter.inpaint([image], [mask], [7])[0], fresh.inpaint([image], [mask], [7])[0])
+
+
+BASE_ARGS = ["tune", "--model", "telea", "--size", "64", "--mask", "32", "--percent", "100", "--step", "50",
+             "--metrics", "ssim", "--images", "sample:1"]
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        (["--storage", "nonsense"], "bad storage URL 'nonsense'"),
+        (["--storage", "mysql://user@localhost/studies"], "unsupported storage mysql://user@localhost/studies"),
+        (["--storage", "sqlite:///no/such/folder/s.db"], "folder no/such/folder does not exist"),
+        (["--storage", "sqlite://"], "is in memory"),
+        (["--space", "colour=red"], "unknown parameter 'colour'"),
+        (["--space", "mask=32"], "the search space is empty"),
+        (["--space", "mask=16,32 mask=16"], "parameter 'mask' appears twice"),
+        (["--space", "mask=16,60"], "mask 60 does not divide size 64"),
+        (["--space", "steps=2:4"], "steps has no effect on telea"),
+        (["--space", "mask=16,32 images=/no/such/folder"], "unknown image set '/no/such/folder'"),
+        (["--model", "tiny", "--space", "steps=8:2"], "low 8 is above high 2"),
+        (["--model", "tiny", "--space", "guidance=1:5"], "guidance has no effect with an empty prompt"),
+        (["--model", "tiny", "--space", "prompt"], "give --prompt"),
+        (["--sampler", "grid", "--model", "tiny", "--space", "mask=16,32 steps=2:4"], "grid sampler needs lists"),
+        (["--sampler", "grid", "--space", "mask=16,32", "--n-trials", "3"], "the grid has 2 points"),
+        (["--space", "mask=16,32", "--objective-metric", "psnr"], "psnr is not among the measured metrics ssim"),
+        (["--n-trials", "0"], "n_trials must be a positive integer"),
+    ],
+)
+def test_bad_input_fails_before_any_study_or_run(tmp_path, monkeypatch, options, fragment):
+    monkeypatch.chdir(tmp_path)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = CliRunner().invoke(main, BASE_ARGS + ["--tracking-uri", tracking] + options)
+    assert result.exit_code == 1, result.output
+    assert fragment in result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert list(tmp_path.iterdir()) == []  # no study storage, no tracking store, no summary
