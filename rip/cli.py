@@ -69,6 +69,7 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
     """Run one (image set, mask size, seed) configuration as one MLflow run."""
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from rip.metrics import MetricUnavailableError
     from rip.resilience import TrackingUnavailableError
@@ -92,6 +93,8 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
                                     resume_run=resume_run or None, given=given, outage_limit=outage_limit)
     except (ValueError, ModelUnavailableError, MetricUnavailableError, TrackingUnavailableError) as error:
         raise click.ClickException(str(error)) from error
+    except MlflowException as error:
+        raise click.ClickException(f"tracking server {client.tracking_uri}: {error.message}") from error
     except (KeyboardInterrupt, StopRun) as error:
         click.echo(f"stopped ({type(error).__name__}): the run is marked KILLED; continue it with "
                    "`rip run --resume RUN_ID`", err=True)

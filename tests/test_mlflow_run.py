@@ -16,7 +16,7 @@ from rip.config import RunConfig
 from rip.inpainters import load_inpainter
 from rip.inpainters.base import Inpainter
 from rip.runner import run_experiment
-from tests.conftest import BIN, REPO
+from tests.conftest import BIN, REPO, free_port
 
 pytestmark = pytest.mark.slow
 SMALL = dict(size=64, mask=32, percent=100, step=50, metrics="ssim,psnr")
@@ -186,3 +186,15 @@ def test_failure_mid_run_marks_failed_and_keeps_logged_values(mlflow_server, ima
     broken = [c for c in children if c.info.status == "FAILED"][0]
     assert [m.step for m in client.get_metric_history(broken.info.run_id, "ssim")] == [0, 50]
     assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} == {"metrics.csv"}
+
+
+def test_unreachable_server_is_named(image_folder):
+    port = free_port()  # nothing listens there
+    result = subprocess.run(
+        [str(BIN / "rip"), "run", "--tracking-uri", f"http://127.0.0.1:{port}", "--model", "telea",
+         "--images", str(image_folder), "--size", "64", "--mask", "32", "--metrics", "ssim"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    assert result.returncode == 1
+    assert f"tracking server http://127.0.0.1:{port}" in result.stderr and "Connection refused" in result.stderr
+    assert "Traceback" not in result.stderr
