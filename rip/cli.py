@@ -34,7 +34,19 @@ class _Optional(click.ParamType):
 DEFAULTS = RunConfig()
 
 
-@click.group()
+class _Commands(click.Group):
+    """Tracking-server errors that reach the top become one clear message."""
+
+    def invoke(self, ctx):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return super().invoke(ctx)
+        except MlflowException as error:
+            raise click.ClickException(f"MLflow tracking server: {error.message}") from error
+
+
+@click.group(cls=_Commands)
 def main():
     """Recursive inpainting experiments tracked with MLflow."""
     # retries through outages are ours (see rip.resilience), bounded by --outage-limit
@@ -69,7 +81,6 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
     """Run one (image set, mask size, seed) configuration as one MLflow run."""
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     from rip.metrics import MetricUnavailableError
     from rip.resilience import TrackingUnavailableError
@@ -93,8 +104,6 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
                                     resume_run=resume_run or None, given=given, outage_limit=outage_limit)
     except (ValueError, ModelUnavailableError, MetricUnavailableError, TrackingUnavailableError) as error:
         raise click.ClickException(str(error)) from error
-    except MlflowException as error:
-        raise click.ClickException(f"tracking server {client.tracking_uri}: {error.message}") from error
     except (KeyboardInterrupt, StopRun) as error:
         click.echo(f"stopped ({type(error).__name__}): the run is marked KILLED; continue it with "
                    "`rip run --resume RUN_ID`", err=True)

@@ -196,5 +196,6 @@ def test_unreachable_server_is_named(image_folder):
         capture_output=True, text=True, cwd=REPO, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
     )
     assert result.returncode == 1
-    assert f"tracking server http://127.0.0.1:{port}" in result.stderr and "Connection refused" in result.stderr
+    assert "MLflow tracking server" in result.stderr and f"http://127.0.0.1:{port}" in result.stderr
+    assert "Connection refused" in result.stderr
     assert "Traceback" not in result.stderr
