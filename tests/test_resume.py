@@ -15,7 +15,7 @@ from rip.config import RunConfig
 from tests.conftest import BIN, REPO, MlflowServer, free_port
 
 pytestmark = pytest.mark.slow
-OPTIONS = dict(model="tiny", size=64, mask=16, percent=200, step=50, metrics="ssim,psnr", steps=2, batch_size=2)
+OPTIONS = dict(model="tiny", size=64, mask=16, percent=400, step=50, metrics="ssim,psnr", steps=2, batch_size=2)
 
 
 def command(uri, experiment, folder, **overrides):
@@ -84,7 +84,7 @@ def assert_same_results(resumed, reference):
         assert got["generations"].keys() == expected["generations"].keys()
         for name, image in expected["generations"].items():
             assert np.array_equal(got["generations"][name], image), (image_id, name)
-        assert got["ui_images"] == expected["ui_images"] == 5
+        assert got["ui_images"] == expected["ui_images"] == 9  # 0, 50, ..., 400
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,8 @@ def test_sigkill_then_resume_equals_uninterrupted(mlflow_server, image_folder, r
 
 def test_sigterm_marks_killed_and_keeps_checkpoints(mlflow_server, image_folder, tmp_path):
     client = MlflowClient(mlflow_server.uri)
-    process = subprocess.Popen(command(mlflow_server.uri, "resume-terminated", image_folder),
+    # long enough to be still running when the signal comes
+    process = subprocess.Popen(command(mlflow_server.uri, "resume-terminated", image_folder, percent=1600),
                                env=env(tmp_path / "spool"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, cwd=REPO)
     parent = wait_for_checkpoints(client, "resume-terminated", 2, process)
