@@ -60,7 +60,8 @@ class RecursiveInpainting:
 
     Images join the batch as others finish, so tasks resumed at different iterations share
     calls. Every random choice derives from (seed, image id, iteration): results do not depend
-    on the batch size or on the order of the images.
+    on the order of the images, nor on the batch size (for diffusion backends: within float
+    tolerance, one level of 255 at most).
     """
 
     def __init__(self, config: RunConfig, inpainter: Inpainter, metrics: Sequence[Metric], progress: bool = True):
