@@ -99,14 +99,15 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
             project_run = None
         if not resume_run and not project_run:
             resume_run = _offer_resume(find_unfinished(client, config))
-        with _sigterm_stops_the_run(StopRun):
+        with _sigterm_interrupts():
             run_id = run_experiment(config, tracking_uri=client.tracking_uri, run_id=project_run,
                                     resume_run=resume_run or None, given=given, outage_limit=outage_limit)
     except (ValueError, ModelUnavailableError, MetricUnavailableError, TrackingUnavailableError) as error:
         raise click.ClickException(str(error)) from error
     except (KeyboardInterrupt, StopRun) as error:
-        click.echo(f"stopped ({type(error).__name__}): the run is marked KILLED; continue it with "
-                   "`rip run --resume RUN_ID`", err=True)
+        run_id = getattr(error, "run_id", "RUN_ID")
+        click.echo(f"stopped ({error or type(error).__name__}): run {run_id} is marked KILLED; "
+                   f"continue it with `rip run --resume {run_id}`", err=True)
         ctx.exit(130)
     click.echo(f"run {run_id} finished")
 
@@ -127,11 +128,14 @@ def _offer_resume(unfinished: str | None) -> str | None:
 
 
 @contextlib.contextmanager
-def _sigterm_stops_the_run(stop: type[Exception]):
-    """SIGTERM raises `stop`, so the run ends cleanly as KILLED."""
+def _sigterm_interrupts():
+    """SIGTERM interrupts like Ctrl-C, so the run ends cleanly as KILLED.
+
+    KeyboardInterrupt, unlike an Exception, is not swallowed by the HTTP client's retries.
+    """
 
     def handler(signum, frame):
-        raise stop(f"signal {signal.Signals(signum).name}")
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:

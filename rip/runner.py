@@ -50,7 +50,8 @@ def run_experiment(
     - `resume_run`: continue this interrupted parent run; `given` names the fields of `config`
       the user set explicitly, which must match the run's configuration.
     - `tags`: for the parent run (e.g. `mlflow.parentRunId` to nest it).
-    - `observer`: sees every event after it was recorded; it may raise `StopRun`.
+    - `observer`: sees every event after it was recorded; it may raise `StopRun`. A stopped
+      run's exception is re-raised with the parent run id as its `run_id` attribute.
     - `outage_limit`: seconds the tracking server may stay unreachable before the run fails;
       unlogged checkpoints stay in the spool (`spool_root`) for `resume_run` to upload.
     """
@@ -107,8 +108,9 @@ def run_experiment(
             f"{error}\nCheckpoints not yet logged are kept in {recorder.spool.folder}; when the server "
             f"is back, continue with `rip run --resume {parent_id}`."
         ) from error
-    except (KeyboardInterrupt, StopRun):
+    except (KeyboardInterrupt, StopRun) as error:
         recorder.finish("KILLED")
+        error.run_id = parent_id  # for the caller's message
         raise
     except BaseException:
         recorder.finish("FAILED")

@@ -128,7 +128,8 @@ def test_sigterm_marks_killed_and_keeps_checkpoints(mlflow_server, image_folder,
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
-    assert "KILLED" in stderr and "Traceback" not in stderr
+    assert f"run {parent.info.run_id} is marked KILLED" in stderr and "Traceback" not in stderr
+    assert f"rip run --resume {parent.info.run_id}" in stderr
     assert client.get_run(parent.info.run_id).info.status == "KILLED"
     children = children_of(client, parent)
     assert {c.info.status for c in children} <= {"KILLED", "FINISHED"}
