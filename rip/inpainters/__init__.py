@@ -29,7 +29,7 @@ def load_inpainter(config, device: str):
 
         return BiharmonicInpainter()
 
-    from rip.inpainters.diffusion import SCHEDULER_CLASSES, DiffusionInpainter
+    from rip.inpainters.diffusion import DiffusionInpainter, replace_scheduler
 
     options = dict(
         num_inference_steps=config.steps,
@@ -43,8 +43,7 @@ def load_inpainter(config, device: str):
 
         pipeline = build_tiny_pipeline()
         if config.scheduler is not None:
-            scheduler_class = SCHEDULER_CLASSES[config.scheduler]
-            pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config)
+            replace_scheduler(pipeline, config.scheduler)
         tags = {TINY_TAG: "true: a randomly initialised tiny pipeline, for tests and smoke runs"}
         return DiffusionInpainter(
             pipeline.to(device), name="tiny", revision="tiny-seed0", tags=tags, **options

@@ -80,7 +80,7 @@ class DiffusionInpainter(Inpainter):
                 f"elsewhere (`hf download {model}`) into the Hugging Face cache, or pass a local folder."
             ) from error
         if scheduler is not None:
-            pipeline.scheduler = SCHEDULER_CLASSES[scheduler].from_config(pipeline.scheduler.config)
+            replace_scheduler(pipeline, scheduler)
         return cls(pipeline.to(device), name=model, revision=_revision(model), **options)
 
     def inpaint(
@@ -128,6 +128,11 @@ class DiffusionInpainter(Inpainter):
 
     def tags(self) -> dict[str, str]:
         return self._tags
+
+
+def replace_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
+    """Swap in scheduler `name` (see SCHEDULER_CLASSES), configured like the pipeline's own."""
+    pipeline.scheduler = SCHEDULER_CLASSES[name].from_config(pipeline.scheduler.config)
 
 
 def _call_defaults(pipeline: DiffusionPipeline) -> dict[str, float]:

@@ -106,12 +106,12 @@ class Backends:
         loaded = self.loaded[config.model]
         if not uses_diffusion(config.model):
             return loaded
-        from rip.inpainters.diffusion import SCHEDULER_CLASSES, DiffusionInpainter
+        from rip.inpainters.diffusion import DiffusionInpainter, replace_scheduler
 
         pipeline = loaded.pipeline
         if config.scheduler is not None:
             pipeline = copy.copy(pipeline)  # shares the weights; the loaded pipeline keeps its scheduler
-            pipeline.scheduler = SCHEDULER_CLASSES[config.scheduler].from_config(pipeline.scheduler.config)
+            replace_scheduler(pipeline, config.scheduler)
         return DiffusionInpainter(
             pipeline,
             name=loaded.name,
