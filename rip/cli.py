@@ -51,6 +51,9 @@ def main():
     """Recursive inpainting experiments tracked with MLflow."""
     # retries through outages are ours (see rip.resilience), bounded by --outage-limit
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    from rip.store import use_local_stores
+
+    use_local_stores()  # SQLite stores: created under a lock, artifacts beside the file
 
 
 @main.command()
