@@ -19,19 +19,23 @@ import yaml
 
 from rip.config import RunConfig, parse_metrics
 
-PRESET_FOLDER = Path("experiments")
+PRESET_FOLDER = Path(__file__).resolve().parent.parent / "experiments"  # the presets shipped with rip
 SWEEP_TAG = "rip.sweep"  # the preset's name, on every configuration run of the sweep
 SWEEP_ID_TAG = "rip.sweep_id"  # one id per invocation
 _FIELDS = {field.name: field for field in dataclasses.fields(RunConfig)}
 
 
 def find_preset(name: str | Path) -> Path:
-    """The preset file: `name` itself, `name`.yaml, or experiments/`name`.yaml."""
-    for candidate in (Path(name), Path(f"{name}.yaml"), PRESET_FOLDER / f"{name}.yaml"):
+    """The preset file: the path `name` or `name`.yaml, else the shipped preset called `name`
+    (experiments/`name`.yaml in rip's folder), from any working directory."""
+    candidates = [Path(name), Path(f"{name}.yaml")]
+    if Path(name).name == str(name):  # a bare name, e.g. "demo"
+        candidates.append(PRESET_FOLDER / f"{name}.yaml")
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
     presets = sorted(p.stem for p in PRESET_FOLDER.glob("*.yaml"))
-    raise ValueError(f"no preset {str(name)!r}; presets in {PRESET_FOLDER}/: {', '.join(presets) or 'none'}")
+    raise ValueError(f"no preset {str(name)!r}; shipped presets (in {PRESET_FOLDER}): {', '.join(presets) or 'none'}")
 
 
 def load_preset(path: str | Path) -> dict:
@@ -189,7 +193,7 @@ def _inpainter_key(config: RunConfig) -> tuple:
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")
 @click.option("--dry-run", is_flag=True, help="List the configurations and check them; run nothing.")
 def sweep(preset, overrides, tracking_uri, dry_run):
-    """Run every configuration of PRESET (e.g. experiments/demo) as one MLflow run each."""
+    """Run every configuration of PRESET (a shipped preset's name, e.g. demo, or a file) as one MLflow run each."""
     from rip.inpainters.base import ModelUnavailableError
     from rip.metrics import MetricUnavailableError
 

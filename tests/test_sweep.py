@@ -123,3 +123,16 @@ def test_sweep_runs_each_configuration_once_loading_the_model_once(tmp_path, ima
     images = {(c.data.tags["mlflow.parentRunId"], c.data.tags["rip.image_id"]) for c in children}
     assert len(images) == 4 and len({image for _, image in images}) == 2  # the same two images for both seeds
     assert dataclasses.asdict(RunConfig.from_json(parents[0].data.tags["rip.config"]))["percent"] == 100
+
+
+def test_shipped_presets_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(sweep, ["demo", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"{PRESETS / 'demo.yaml'}: 4 configuration(s)")
+    write_preset(tmp_path, "demo", model="telea", mask=[16, 32, 64], size=128)  # a file of that name wins
+    result = CliRunner().invoke(sweep, ["demo", "--dry-run"])
+    assert result.exit_code == 0 and result.output.startswith("demo.yaml: 3 configuration(s)"), result.output
+    result = CliRunner().invoke(sweep, ["nonesuch"])
+    assert result.exit_code == 1
+    assert f"no preset 'nonesuch'; shipped presets (in {PRESETS}): demo, replication, variability" in result.output
