@@ -157,3 +157,24 @@ def test_lpips_loads_backbones_from_torch_home(torch_home, pairs):
             torch.testing.assert_close(value, written[net]["features." + key.split(".", 1)[1]], rtol=0, atol=0)
         values = metric(originals, images)
         assert values.shape == (4,) and values[0] == 0.0 and (values[1:] > 0).all(), (metric.name, values)
+
+
+def test_lpips_offline_names_every_missing_backbone_at_once(torch_home, monkeypatch):
+    lookups = []
+
+    def no_network(*args, **kwargs):
+        lookups.append(args[0])
+        raise socket.gaierror("no network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    torch_home.mkdir(parents=True)
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), torch_home / "alexnet-owt-7be5be79.pth")
+    with pytest.raises(MetricUnavailableError) as raised:
+        load_metrics(["ssim", "lpips-alex", "lpips-vgg", "lpips-squeeze"])
+    message = str(raised.value)
+    assert message.startswith("lpips-vgg, lpips-squeeze need torchvision's ImageNet backbones, not in "
+                              f"{torch_home} and could not be downloaded")
+    for file_name in ("vgg16-397923af.pth", "squeezenet1_1-b8a52dc0.pth"):
+        assert f"\n  {torch_home / file_name}  from https://download.pytorch.org/models/{file_name}" in message
+    assert "alexnet" not in message  # present: not named
+    assert lookups == ["download.pytorch.org"]  # one failed download: the other is not tried

@@ -16,6 +16,11 @@ def load_metrics(names: Sequence[str], device: str = "cpu") -> list[Metric]:
     unknown = [name for name in names if name not in METRIC_NAMES]
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; valid names: {', '.join(METRIC_NAMES)}")
+    lpips_nets = [name.removeprefix("lpips-") for name in names if name.startswith("lpips-")]
+    if lpips_nets:  # every missing backbone named at once, before any network is built
+        from rip.metrics.lpips_metrics import ensure_backbones
+
+        ensure_backbones(lpips_nets)
     return [_load(name, device) for name in names]
 
 

@@ -40,35 +40,63 @@ def load_lpips(net, device="cpu"):
     """LPIPS with backbone `net` ("alex", "vgg" or "squeeze")."""
     import lpips
 
-    ensure_backbone(net)
+    ensure_backbones([net])
     with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained=True`
         warnings.filterwarnings("ignore", message=".*deprecated since 0.13", category=UserWarning)
         network = lpips.LPIPS(net=net, verbose=False)
     return PerceptualDistance(f"lpips-{net}", network, device)
 
 
-def ensure_backbone(net):
-    """Make sure the backbone checkpoint of `net` is in the torch hub cache, or raise MetricUnavailableError."""
+def ensure_backbones(nets):
+    """Put the backbone checkpoint of every net in `nets` into the torch hub cache, downloading what is
+    missing; raise one MetricUnavailableError naming every checkpoint that is still missing.
+
+    After a failed download the other missing checkpoints are not tried: they would fail alike.
+    """
     import torch
+
+    directory = os.path.join(torch.hub.get_dir(), "checkpoints")
+    missing, failure = [], None
+    for net in nets:
+        url = backbone_url(net)
+        path = os.path.join(directory, os.path.basename(urlparse(url).path))
+        if os.path.isfile(path):
+            continue
+        if failure is None:
+            failure = _download(url, path)
+        if failure is not None:
+            missing.append((net, url, path))
+    if missing:
+        names = ", ".join(f"lpips-{net}" for net, _, _ in missing)
+        files = "".join(f"\n  {path}  from {url}" for _, url, path in missing)
+        raise MetricUnavailableError(
+            f"{names} need{'s' if len(missing) == 1 else ''} torchvision's ImageNet "
+            f"backbone{'' if len(missing) == 1 else 's'}, not in "
+            f"{directory} and could not be downloaded ({failure}). On a machine with internet, fetch each URL "
+            f"and copy the file to its path (the directory is $TORCH_HOME/hub/checkpoints):{files}\n"
+            "stlpips-*, ssim and psnr work offline."
+        )
+
+
+def backbone_url(net):
+    """The URL of the ImageNet checkpoint torchvision loads for lpips network `net`."""
     import torchvision
 
-    url = getattr(torchvision.models, BACKBONE_WEIGHTS[net]).IMAGENET1K_V1.url
-    file_name = os.path.basename(urlparse(url).path)
-    directory = os.path.join(torch.hub.get_dir(), "checkpoints")
-    path = os.path.join(directory, file_name)
-    if os.path.isfile(path):
-        return
+    return getattr(torchvision.models, BACKBONE_WEIGHTS[net]).IMAGENET1K_V1.url
+
+
+def _download(url, path):
+    """Download `url` to `path`; the error, or None on success."""
+    import torch
+
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        os.makedirs(directory, exist_ok=True)
-        hash_prefix = torch.hub.HASH_REGEX.search(file_name).group(1)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        hash_prefix = torch.hub.HASH_REGEX.search(os.path.basename(path)).group(1)
         torch.hub.download_url_to_file(url, path, hash_prefix, progress=False)
     except OSError as error:
-        raise MetricUnavailableError(
-            f"lpips-{net} needs torchvision's ImageNet backbone {file_name}, which is not in {directory} "
-            f"and could not be downloaded ({error}). On a machine with internet, fetch {url} and copy it "
-            f"to {path} (the directory is $TORCH_HOME/hub/checkpoints). stlpips-*, ssim and psnr work offline."
-        ) from error
+        return error
     finally:
         socket.setdefaulttimeout(previous_timeout)
+    return None
