@@ -1,4 +1,4 @@
-"""Small helpers over the tidy frame: metric kinds, distances, conditions and groups."""
+"""Small helpers over the tidy frame: metric names and kinds, distances, conditions, groups, labels."""
 
 import re
 
@@ -10,8 +10,15 @@ SIMILARITIES = {cls.name.replace("-", "_") for cls in (Ssim, Psnr)}  # higher = 
 BOUNDED_SIMILARITIES = {Ssim.name: "1-ssim"}  # similarity in [.., 1] -> distance 1 - s
 # Parameters that tell configurations apart, besides mask and seed (the study's two axes)
 CONDITIONS = ("model", "paste_back", "steps", "guidance", "strength", "scheduler", "mask_order", "prompt",
-              "size", "images")
+              "size", "images", "random_numbers", "pad_color", "resample", "dtype", "skip_guidance",
+              "safety_checker")
 PREFERRED_METRIC = "lpips_vgg"  # the study reports VGG from its third figure on
+LABEL_PREFIX = "label_"  # columns holding an image's labels (from tags rip.label.<name>)
+
+
+def metric_key(name: str) -> str:
+    """A metric's key in the tidy frame (MLflow's): 'lpips-vgg' and 'lpips_vgg' -> 'lpips_vgg'."""
+    return name.strip().replace("-", "_")
 
 
 def is_similarity(metric: str) -> bool:
@@ -43,12 +50,17 @@ def varying(frame: pd.DataFrame, columns=CONDITIONS) -> list[str]:
     return [c for c in columns if c in frame and frame[c].astype(str).nunique() > 1]
 
 
+def condition_keys(frame: pd.DataFrame) -> list[str]:
+    """Columns that split `frame` into conditions never pooled: experiment (when several) and `varying`."""
+    return (["experiment"] if frame["experiment"].nunique() > 1 else []) + varying(frame)
+
+
 def groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(label, rows) per experiment and per combination of the conditions that vary.
 
     The label is "" when everything belongs to one group, else e.g. "rip-demo_model-telea".
     """
-    keys = (["experiment"] if frame["experiment"].nunique() > 1 else []) + varying(frame)
+    keys = condition_keys(frame)
     if not keys:
         return [("", frame)]
     out = []
@@ -57,6 +69,25 @@ def groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         label = "_".join(str(v) if k == "experiment" else f"{k}-{v}" for k, v in zip(keys, values))
         out.append((slug(label), rows))
     return out
+
+
+def label_columns(frame: pd.DataFrame, min_groups: int = 1) -> list[str]:
+    """The `label_<name>` columns with at least `min_groups` non-empty values, sorted."""
+    columns = sorted(c for c in frame.columns if c.startswith(LABEL_PREFIX))
+    return [c for c in columns if frame[c].fillna("").astype(str).replace("", pd.NA).nunique() >= min_groups]
+
+
+def per_image(d: pd.DataFrame, percent: int) -> pd.Series:
+    """Each image's distance at `percent`, the mean over its runs (e.g. seeds), indexed by image id.
+
+    `d` holds one metric and one condition (see `distances`).
+    """
+    return d[d["percent"] == percent].groupby("image_id")["distance"].mean()
+
+
+def last_common_percent(d: pd.DataFrame) -> int:
+    """The last checkpoint every run in `d` reached."""
+    return int(d.groupby("run_id")["percent"].max().min())
 
 
 def slug(text: str) -> str:

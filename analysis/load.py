@@ -1,7 +1,9 @@
 """Runs on a tracking server -> one tidy frame: a row per (image run, metric, percent).
 
 Columns: experiment, parent_run_id, run_id, image_id, model, mask, seed, metric, percent,
-iteration, value, status, then every other run parameter. Configuration fields come typed from
+iteration, value, status, then experiment_id, `label_<name>` for every image label seen (from
+tags `rip.label.<name>` of the image or configuration run; empty where a run has none) and every
+other run parameter. Configuration fields come typed from
 the `rip.config` tag (mask, seed, size, percent, step, batch_size: int; paste_back: bool; the
 rest as their parameter strings); a parameter whose name is taken by a column above is renamed
 `param_<name>` (the configured `percent` is `param_percent`).
@@ -15,6 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
+from analysis.frames import LABEL_PREFIX, metric_key
 from analysis.history import metric_histories
 from rip.config import RunConfig
 
@@ -25,11 +28,12 @@ KIND_TAG = "rip.kind"
 CONFIG_TAG = "rip.config"
 IMAGE_TAG = "rip.image_id"
 PARENT_TAG = "mlflow.parentRunId"
+LABEL_TAG = "rip.label."  # + a label name (style, genre, artist, any dataset label column)
 
 IDENTITY = ["experiment", "parent_run_id", "run_id", "image_id", "model", "mask", "seed",
             "metric", "percent", "iteration", "value", "status"]
 # columns that are not parameters: a parameter of one of these names becomes param_<name>
-RESERVED = set(IDENTITY) - {"model", "mask", "seed"} | {"parent_status", "parent_name", "metric_keys"}
+RESERVED = set(IDENTITY) - {"model", "mask", "seed"} | {"parent_status", "parent_name", "metric_keys", "experiment_id"}
 INT_FIELDS = ("mask", "seed", "size", "percent", "step", "batch_size")
 CONFIG_FIELDS = tuple(field.name for field in fields(RunConfig))
 PAGE_SIZE = 2000  # runs per search request
@@ -44,7 +48,10 @@ class Filter:
     """`KEY=VALUE` or `KEY!=VALUE` on a parameter (`mask`, `params.mask`) or tag (`tags.NAME`).
 
     VALUE may list alternatives separated by `|`. Tags of the configuration run count for its
-    image runs (e.g. `tags.rip.backend=telea`).
+    image runs (e.g. `tags.rip.backend=telea`). Metric names are spelt either way (`lpips-vgg`,
+    `lpips_vgg`): `metric=NAME` keeps those metrics' values (like `--metrics`), and a filter on
+    the `metrics` parameter matches runs that measured every metric of an alternative
+    (`metrics=lpips-vgg,ssim`).
     """
 
     kind: str  # "param" or "tag"
@@ -66,13 +73,31 @@ class Filter:
                 break
         return cls(kind, key, tuple(v.strip() for v in value.split("|")), negate)
 
+    @property
+    def on_metric(self) -> bool:
+        """A filter on the metric keys (`metric=NAME`), not on runs."""
+        return self.kind == "param" and self.key == "metric"
+
     def matches(self, params: dict[str, str], tags: dict[str, str]) -> bool:
         source = params if self.kind == "param" else tags
-        return (source.get(self.key) in self.values) != self.negate
+        if self.kind == "param" and self.key == "metrics":
+            measured = _metric_set(source.get("metrics", ""))
+            found = any(_metric_set(value) <= measured for value in self.values)
+        else:
+            found = source.get(self.key) in self.values
+        return found != self.negate
+
+    def keeps_metric(self, key: str) -> bool:
+        """For `metric=` filters: whether the metric key `key` is kept."""
+        return (key in {metric_key(value) for value in self.values}) != self.negate
 
     def __str__(self) -> str:
         prefix = "tags." if self.kind == "tag" else ""
         return f"{prefix}{self.key}{'!=' if self.negate else '='}{'|'.join(self.values)}"
+
+
+def _metric_set(text: str) -> set[str]:
+    return {metric_key(name) for name in text.split(",") if name.strip()}
 
 
 def parse_filters(texts: Sequence[str]) -> list[Filter]:
@@ -91,7 +116,7 @@ def load_results(
 ) -> pd.DataFrame:
     """The tidy frame of every image run matching `filters` in `experiments` (default: all).
 
-    `metrics` restricts the metric keys (e.g. lpips_vgg). Image runs that are not FINISHED are
+    `metrics` restricts the metric keys (lpips_vgg or lpips-vgg alike). Image runs that are not FINISHED are
     left out, with a logged warning, unless `include_unfinished`. Raises AnalysisError when
     nothing is left to analyse.
     """
@@ -110,6 +135,9 @@ def load_runs(
 ) -> pd.DataFrame:
     """One row per selected image run: identity, status, parameters and its metric keys."""
     filters = [f for item in filters for f in ([item] if isinstance(item, Filter) else parse_filters([item]))]
+    on_metrics = [f for f in filters if f.on_metric]
+    filters = [f for f in filters if not f.on_metric]
+    metrics = [metric_key(name) for name in metrics if name.strip()]
     names = resolve_experiments(client, experiments)
     where = f"experiment(s) {', '.join(map(repr, names.values()))} at {client.tracking_uri}"
     children = search_runs(client, list(names), "image")
@@ -127,15 +155,19 @@ def load_runs(
             f"{len(records)} image run(s) in {where}, but none match the filters "
             f"{'; '.join(map(str, filters))}"
         )
-    if metrics:
+    if metrics or on_metrics:
         logged = set().union(*(record["metric_keys"] for record in selected))
-        if not logged & set(metrics):
-            raise AnalysisError(f"no selected run logged metric(s) {', '.join(metrics)}; they logged: "
+        kept = {key for key in logged if (not metrics or key in metrics) and all(f.keeps_metric(key) for f in on_metrics)}
+        if not kept:
+            asked = "; ".join([f"--metrics {','.join(metrics)}"] * bool(metrics) + [str(f) for f in on_metrics])
+            raise AnalysisError(f"no selected run logged the metric(s) asked for ({asked}); they logged: "
                                 f"{', '.join(sorted(logged)) or 'nothing'}")
         for record in selected:
-            record["metric_keys"] = tuple(key for key in record["metric_keys"] if key in metrics)
+            record["metric_keys"] = tuple(key for key in record["metric_keys"] if key in kept)
     selected = _drop_unfinished(selected, include_unfinished)
     frame = pd.DataFrame(selected).drop(columns=["_params", "_tags"])
+    labels = [column for column in frame.columns if column.startswith(LABEL_PREFIX)]
+    frame[labels] = frame[labels].fillna("")
     return frame.sort_values(["experiment", "model", "mask", "seed", "image_id"], kind="stable").reset_index(drop=True)
 
 
@@ -202,6 +234,7 @@ def _record(run: Run, parent: Run | None, experiments: dict[str, str]) -> dict:
         params.update(config.as_params())
     record = {
         "experiment": experiments.get(run.info.experiment_id, run.info.experiment_id),
+        "experiment_id": run.info.experiment_id,
         "parent_run_id": run.data.tags.get(PARENT_TAG, ""),
         "run_id": run.info.run_id,
         "image_id": tags.get(IMAGE_TAG, run.info.run_name),
@@ -214,6 +247,9 @@ def _record(run: Run, parent: Run | None, experiments: dict[str, str]) -> dict:
     }
     for name, value in params.items():
         record[f"param_{name}" if name in RESERVED else name] = value
+    for tag, value in tags.items():
+        if tag.startswith(LABEL_TAG) and tag != LABEL_TAG:
+            record[LABEL_PREFIX + tag[len(LABEL_TAG):]] = value
     for name in INT_FIELDS:
         column = f"param_{name}" if name in RESERVED else name
         value = getattr(config, name) if config else params.get(name)

@@ -1,8 +1,9 @@
-"""Every output of an analysis, written to one folder: tables, figures, statistics, report.md.
+"""Every output of an analysis, written to one folder: tables, figures, statistics, verdicts, report.
 
-Layout: results.csv (the tidy frame), summary.csv/.md, figures/*.png, figures/filmstrips/*.png,
-statistics/*.csv and report.md tying them together. A frame mixing experiments or conditions
-(model, paste_back, ...) gets one set of figures per group, the group in the file name.
+Layout: results.csv (the tidy frame), summary.csv/.md, verdicts.csv, figures/*.{png,svg,pdf},
+figures/filmstrips/*, statistics/*.csv, and report.md (links by relative paths) and report.html
+(self-contained) tying them together. A frame mixing experiments or conditions (model,
+paste_back, ...) gets one set of figures per group, the group in the file name.
 """
 
 from pathlib import Path
@@ -13,9 +14,16 @@ from mlflow import MlflowClient
 
 from analysis import figures, statistics
 from analysis.artifacts import originals, run_images
+from analysis.document import Document, Image, Links, Section, Table, Text, to_html, to_markdown_text
 from analysis.frames import default_metric, distances, groups, slug
 from analysis.image_properties import image_properties
+from analysis.labels import label_breakdown, label_tests
+from analysis.links import experiment_url, run_url
+from analysis.style import FORMATS, metric_label
 from analysis.summary import summary_table, to_markdown
+from analysis.verdicts import AGREEMENT_RHO, ALPHA, LARGE_CV, tally, verdicts
+
+TITLE = "Recursive inpainting: analysis"
 
 
 def write_report(
@@ -25,89 +33,168 @@ def write_report(
     *,
     filmstrips: int = 3,
     metric: str | None = None,
+    dpi: int = 300,
+    tracking_uri: str | None = None,
 ) -> list[Path]:
     """Write every output for `frame` into `folder`; return the files written.
 
     With a `client`, images are read from the runs' artifacts: filmstrips (`filmstrips` images
     per group and mask, spread from the most to the least stable) and the image properties
     related to stability. `metric` picks the metric of the variability figure, the stability
-    ranking and the filmstrip captions (default: lpips_vgg, else the first distance).
+    ranking, the label breakdown and the filmstrip captions (default: lpips_vgg, else the first
+    distance). Figures are written as PNG (at `dpi`), SVG and PDF. Run links open the MLflow UI
+    of `tracking_uri` (default: the client's) when it is an http(s) server.
     """
-    out = _Outputs(Path(folder))
-    # 1. The data and the summary table
+    out = _Outputs(Path(folder), dpi)
+    metric = metric or default_metric(frame)
+    uri = tracking_uri or (client.tracking_uri if client is not None else None)
+    document = Document(TITLE)
+    # 1. The data, the runs and the verdicts
     out.table(frame, "results.csv")
+    document.sections.append(_overview(frame, uri))
+    findings = verdicts(frame)
+    out.table(findings, "verdicts.csv")
+    document.sections.append(_verdict_section(findings))
+    # 2. The summary table
     summary = summary_table(frame)
     out.table(summary, "summary.csv")
     out.text(to_markdown(summary), "summary.md")
-    sections = [_overview(frame)]
-    # 2. The study's figures, per group of runs
-    sections.append(_figures(frame, out, metric or default_metric(frame)))
-    # 3. Statistics: saturation, paired comparisons, stability and image properties
-    text, stability = _statistics(frame, out, client, metric)
-    sections.append(text)
-    # 4. Filmstrips from the logged generations
+    final = frame["percent"].max()
+    document.sections.append(Section(f"Summary at {final} % inpainted", [
+        Table(summary_table(frame[frame["percent"] == final]), "Mean, SD (ddof=1), min, max and n over image runs.",
+              "summary.csv")]))
+    # 3. The study's figures, per group of runs
+    document.sections.append(_figures(frame, out, metric))
+    # 4. The final distance by image label
+    labels = _labels(frame, out, metric)
+    if labels is not None:
+        document.sections.append(labels)
+    # 5. Statistics: saturation, paired comparisons, stability and image properties
+    section, stability = _statistics(frame, out, client, metric)
+    document.sections.append(section)
+    # 6. Filmstrips from the logged generations
     if client is not None and filmstrips > 0 and stability is not None:
-        strips = _filmstrips(client, frame, stability, out, filmstrips)
-        links = [f"- [{path}]({path})" for path in strips]
-        sections.append("## Filmstrips\n\nFrom the most to the least stable image of each mask.\n\n" + "\n".join(links))
-    out.text("# Recursive inpainting: analysis\n\n" + "\n\n".join(sections) + "\n", "report.md")
+        document.sections.append(_filmstrips(client, frame, stability, out, filmstrips, uri))
+    out.text(to_markdown_text(document), "report.md")
+    out.text(to_html(document, out.folder), "report.html")
     return out.written
 
 
 class _Outputs:
     """Writes files under one folder and remembers them."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, dpi: int):
         self.folder = folder
+        self.dpi = dpi
         self.written: list[Path] = []
 
     def table(self, data: pd.DataFrame, name: str) -> None:
         data.to_csv(self._path(name), index=False)
 
     def text(self, text: str, name: str) -> None:
-        self._path(name).write_text(text)
+        self._path(name).write_text(text, encoding="utf-8")
 
-    def figure(self, figure, name: str) -> str:
-        figures.save(figure, self._path(name))
-        return name
+    def figure(self, figure, stem: str, caption: str) -> Image:
+        """Write `figure` as figures/STEM.png, .svg and .pdf; the report's block for it."""
+        files = figures.save(figure, self._path(stem + ".png"), dpi=self.dpi, formats=FORMATS)
+        self.written += [f for f in files if f not in self.written]
+        names = [str(f.relative_to(self.folder)) for f in files]
+        return Image(names[0], caption, tuple(names[1:]))
 
     def _path(self, name: str) -> Path:
         path = self.folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.written.append(path)
+        if path not in self.written:
+            self.written.append(path)
         return path
 
 
-def _figures(frame: pd.DataFrame, out: _Outputs, metric: str) -> str:
-    """Mean ± std, scatter and (with several seeds) variability figures per group."""
-    lines = []
+def _overview(frame: pd.DataFrame, uri: str | None) -> Section:
+    runs = frame.drop_duplicates("run_id")
+    text = Text(
+        f"{runs['run_id'].nunique()} image runs in {runs['parent_run_id'].nunique()} configurations, "
+        f"{runs['image_id'].nunique()} images; experiments {', '.join(sorted(runs['experiment'].unique()))}; "
+        f"masks {', '.join(map(str, sorted(runs['mask'].unique())))} px; "
+        f"seeds {', '.join(map(str, sorted(runs['seed'].unique())))}; "
+        f"metrics {', '.join(metric_label(m) for m in sorted(frame['metric'].unique()))}. "
+        "Every value: `results.csv`.")
+    blocks = [text]
+    if "experiment_id" in frame and experiment_url(uri, "0"):
+        items = [(f"experiment {name}", experiment_url(uri, eid)) for eid, name in
+                 runs[["experiment_id", "experiment"]].drop_duplicates().itertuples(index=False)]
+        configurations = runs.drop_duplicates("parent_run_id").sort_values(["experiment", "mask", "seed"])
+        name = configurations["parent_name"] if "parent_name" in configurations else configurations["parent_run_id"]
+        items += [(f"configuration {label or parent}", run_url(uri, eid, parent)) for label, parent, eid in
+                  zip(name, configurations["parent_run_id"], configurations["experiment_id"])]
+        blocks += [Text("In the MLflow UI:"), Links(items)]
+    return Section("Runs", blocks)
+
+
+def _verdict_section(findings: pd.DataFrame) -> Section:
+    rules = Text(
+        f"Each finding of the study, tested per condition, mask and metric (distances only). A test holds at "
+        f"p < {ALPHA}; the networks agree when Spearman's ρ has its 95 % interval above {AGREEMENT_RHO}; the "
+        f"spread is large when the coefficient of variation has its 95 % interval above {LARGE_CV} (below: "
+        "does not hold; across: not enough data). Not enough data also means too few images, checkpoints, masks, "
+        "networks or repeated runs for the test to reach significance at all. p-values are not adjusted for the "
+        "number of rows. The rule of each row is in `verdicts.csv`.")
+    shown = findings.drop(columns=["rule", "claim"])
+    shown = shown[[c for c in shown.columns if not _empty(shown[c])]]
+    return Section("The study's findings", [
+        rules, Table(tally(findings), "How often each finding holds:"),
+        Table(shown, "Every verdict:", "verdicts.csv")])
+
+
+def _figures(frame: pd.DataFrame, out: _Outputs, metric: str) -> Section:
+    """Mean ± SD, scatter and (with several seeds) variability figures per group."""
+    blocks = []
     for label, rows in groups(frame):
         suffix = f"-{label}" if label else ""
+        where = f" ({label})" if label else ""
         made = {
-            "mean_std": ("mean ± std", figures.mean_std_figure(rows)),
-            "scatter": ("per-image scatter", figures.scatter_figure(rows)),
+            "mean_std": (f"Mean ± SD of every metric per mask{where}", figures.mean_std_figure(rows)),
+            "scatter": (f"Every image run per checkpoint{where}", figures.scatter_figure(rows)),
         }
         if figures.repeated_images(rows[rows["metric"] == metric]):
-            made["variability"] = ("run-to-run variability", figures.variability_figure(rows, metric))
-        for stem, (title, figure) in made.items():
-            name = out.figure(figure, f"figures/{stem}{suffix}.png")
-            lines.append(f"- {title}{f' ({label})' if label else ''}: [{name}]({name})")
-    return "## Figures\n\n" + "\n".join(lines)
+            made["variability"] = (f"Run-to-run variability, {metric_label(metric)}{where}",
+                                   figures.variability_figure(rows, metric))
+        blocks += [out.figure(figure, f"figures/{stem}{suffix}", caption) for stem, (caption, figure) in made.items()]
+    return Section("Figures", blocks)
 
 
-def _statistics(frame: pd.DataFrame, out: _Outputs, client: MlflowClient | None, metric: str | None):
-    """The statistics tables and their report section; also the stability ranking (or None)."""
-    parts = []
+def _labels(frame: pd.DataFrame, out: _Outputs, metric: str) -> Section | None:
+    """The final distance by each image label with two or more groups, or None without labels."""
+    breakdown = label_breakdown(frame, metric)
+    if breakdown.empty:
+        return None
+    tests = label_tests(breakdown, frame)
+    out.table(breakdown, "statistics/labels.csv")
+    out.table(tests, "statistics/label_tests.csv")
+    blocks = [Text("Final distance of each image (mean over its runs) per group of each label; n: images. "
+                   "Kruskal–Wallis tests whether the groups differ.")]
+    for label in sorted(breakdown["label"].unique()):
+        name = label.removeprefix("label_")
+        caption = f"{metric_label(breakdown['metric'].iloc[0])} by {name}"
+        blocks.append(out.figure(figures.label_figure(breakdown, label, frame), f"figures/label_{slug(name)}", caption))
+    blocks += [Table(breakdown, "Per group:", "statistics/labels.csv"),
+               Table(tests, "Kruskal–Wallis across groups:", "statistics/label_tests.csv")]
+    return Section("By image label", blocks)
+
+
+def _statistics(frame: pd.DataFrame, out: _Outputs, client: MlflowClient | None, metric: str):
+    """The statistics tables and their section; also the stability ranking (or None)."""
+    blocks = []
     fits = statistics.saturation_fits(frame, on="runs")
     if not fits.empty:
         means = statistics.saturation_fits(frame, on="means")
         out.table(fits, "statistics/saturation_runs.csv")
         out.table(means, "statistics/saturation_means.csv")
-        parts.append(_saturation_section(fits, means))
+        blocks += _saturation_blocks(fits, means)
     paired = statistics.paired_tests(frame)
     if not paired.empty:
         out.table(paired, "statistics/paired_tests.csv")
-        parts.append("### Paired comparisons (same images)\n\n" + to_markdown(paired.drop(columns=["t_stat"])))
+        blocks.append(Table(paired.drop(columns=["t_stat"]), "Paired comparisons over the same images "
+                            "(Wilcoxon signed-rank, Holm-adjusted, and paired t):", "statistics/paired_tests.csv"))
     distance_metrics = set(distances(frame)["metric"])
     stability = None
     if distance_metrics:
@@ -116,45 +203,35 @@ def _statistics(frame: pd.DataFrame, out: _Outputs, client: MlflowClient | None,
             stability = _with_properties(client, frame, stability)
             correlations = statistics.property_correlations(stability)
             out.table(correlations, "statistics/property_correlations.csv")
-            name = out.figure(figures.properties_figure(stability), "figures/properties.png")
-            parts.append(
-                "### Stability and image properties\n\nSpearman correlation of the final distance with each "
-                f"property (positive: more of it, further from the original). Figure: [{name}]({name})\n\n"
-                + to_markdown(correlations)
-            )
+            blocks.append(out.figure(figures.properties_figure(stability, frame=frame), "figures/properties",
+                                     "Final distance versus image properties, Spearman ρ per mask"))
+            blocks.append(Table(correlations, "Spearman correlation of the final distance with each property "
+                                "(positive: more of it, further from the original):",
+                                "statistics/property_correlations.csv"))
         out.table(stability, "statistics/stability.csv")
-        parts.append("### Stability ranking\n\nRank 1 stays closest to its original; full table: "
-                     "statistics/stability.csv\n\n" + to_markdown(_ends(stability)))
-    return "## Statistics\n\n" + "\n\n".join(parts), stability
+        blocks.append(Table(_ends(stability), "Stability ranking (rank 1 stays closest to its original), the ends:",
+                            "statistics/stability.csv"))
+    return Section("Statistics", blocks), stability
 
 
-def _overview(frame: pd.DataFrame) -> str:
-    runs = frame.drop_duplicates("run_id")
-    final = frame["percent"].max()
-    headline = summary_table(frame[frame["percent"] == final])
-    return (
-        f"{runs['run_id'].nunique()} image runs in {runs['parent_run_id'].nunique()} configurations, "
-        f"{runs['image_id'].nunique()} images, experiments: {', '.join(sorted(runs['experiment'].unique()))}; "
-        f"masks {', '.join(map(str, sorted(runs['mask'].unique())))}, "
-        f"seeds {', '.join(map(str, sorted(runs['seed'].unique())))}, metrics {', '.join(sorted(frame['metric'].unique()))}.\n\n"
-        f"## Summary at {final}% inpainted\n\nAll checkpoints: summary.csv, summary.md.\n\n" + to_markdown(headline)
-    )
-
-
-def _saturation_section(fits: pd.DataFrame, means: pd.DataFrame) -> str:
+def _saturation_blocks(fits: pd.DataFrame, means: pd.DataFrame) -> list:
     keys = list(means.columns[: list(means.columns).index("n")])
-    columns = keys + ["a", "tau", "b", "b_low", "b_high", "levels_off", "linear_share", "rmse"]
+    columns = keys + ["n", "a", "tau", "b", "b_low", "b_high", "identifiable", "levels_off", "fit"]
     by = [k for k in keys if k != "distance_name"]
-    share = fits.groupby(by, sort=True, dropna=False)["levels_off"].apply(
-        lambda s: f"{int(s.fillna(False).astype(bool).sum())}/{int(s.notna().sum())}")
-    return (
-        "### Saturation: d(p) = a·(1 − e^(−p/τ)) + b·p\n\n"
-        "Fitted to the mean distance per mask (b ≈ 0: the distance levels off; b's 95 % interval holding 0 "
-        "sets levels_off). Per-run fits: statistics/saturation_runs.csv.\n\n"
-        + to_markdown(means[columns])
-        + f"\n\nRuns whose distance levels off (per {', '.join(by)}): "
-        + ", ".join(f"{' '.join(map(str, k if isinstance(k, tuple) else (k,)))}: {v}" for k, v in share.items())
-    )
+    counts = fits.groupby(by, sort=True, dropna=False).agg(
+        fits=("fit", "size"), identifiable=("identifiable", "sum"),
+        levels_off=("levels_off", lambda s: int(s.eq(True).sum()))).reset_index()
+    counts["not_identifiable"] = counts["fits"] - counts["identifiable"]
+    return [
+        Text("Saturation: d(p) = a·(1 − e^(−p/τ)) + b·p fitted to the mean distance per mask. A fit is "
+             "identifiable when it has more checkpoints than its three parameters, τ lies inside its bounds "
+             "(at the upper bound, the largest percent, there is no plateau within the data) and its errors are "
+             "finite. Only an identifiable fit says whether the distance levels off (b's 95 % interval holds 0); "
+             "the others are reported as not identifiable."),
+        Table(means[columns], "Fits of the mean curves:", "statistics/saturation_means.csv"),
+        Table(counts, "Fits per image run: how many are identifiable, and how many of those level off:",
+              "statistics/saturation_runs.csv"),
+    ]
 
 
 def _ends(stability: pd.DataFrame, n: int = 3) -> pd.DataFrame:
@@ -176,11 +253,12 @@ def _with_properties(client: MlflowClient, frame: pd.DataFrame, stability: pd.Da
     return stability.merge(props.drop_duplicates("image_id").drop(columns="size"), on="image_id", how="left")
 
 
-def _filmstrips(client: MlflowClient, frame: pd.DataFrame, stability: pd.DataFrame, out: _Outputs, count: int) -> list[str]:
+def _filmstrips(client: MlflowClient, frame: pd.DataFrame, stability: pd.DataFrame, out: _Outputs, count: int,
+                uri: str | None) -> Section:
     """Filmstrips of `count` images per condition and mask, from most to least stable."""
     metric = stability["metric"].iloc[0]
     keys = _conditions(stability)
-    written = []
+    blocks, links = [], []
     for values, ranked in stability.groupby(keys, sort=True, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
         ranked = ranked.sort_values("rank", kind="stable")
@@ -193,16 +271,24 @@ def _filmstrips(client: MlflowClient, frame: pd.DataFrame, stability: pd.DataFra
             run = rows.sort_values(["seed", "run_id"]).iloc[0]
             run_rows = rows[rows["run_id"] == run["run_id"]]
             original, generations = run_images(client, run["run_id"])
-            title = (f"{image['image_id']} · mask {run['mask']} · seed {run['seed']} · "
-                     f"stability rank {image['rank']} of {len(ranked)}")
-            figure = figures.filmstrip_figure(original, generations, title,
+            caption = (f"{image['image_id']} · mask {run['mask']} px · seed {run['seed']} · "
+                       f"stability rank {image['rank']} of {len(ranked)}")
+            figure = figures.filmstrip_figure(original, generations, caption,
                                               dict(zip(run_rows["percent"], run_rows["value"])), metric)
             where = "_".join(f"mask{v}" if k == "mask" else f"{k}-{v}" for k, v in zip(keys, values))
-            name = f"{where}_rank{image['rank']}_{image['image_id']}_seed{run['seed']}.png"
-            written.append(out.figure(figure, f"figures/filmstrips/{slug(name)}"))
-    return written
+            name = f"{where}_rank{image['rank']}_{image['image_id']}_seed{run['seed']}"
+            blocks.append(out.figure(figure, f"figures/filmstrips/{slug(name)}", caption))
+            url = run_url(uri, run["experiment_id"], run["run_id"]) if "experiment_id" in run else None
+            if url:
+                links.append((caption, url))
+    intro = Text("From the most to the least stable image of each mask: the original, then every checkpoint.")
+    return Section("Filmstrips", [intro, *blocks] + ([Text("Their image runs:"), Links(links)] if links else []))
 
 
 def _conditions(stability: pd.DataFrame) -> list[str]:
     """The condition columns of a stability table: those before its rank."""
     return list(stability.columns[: list(stability.columns).index("rank")])
+
+
+def _empty(column: pd.Series) -> bool:
+    return column.isna().all() or column.astype(str).eq("").all()

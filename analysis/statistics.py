@@ -21,25 +21,28 @@ def saturation_curve(p, a, tau, b):
 def fit_saturation(percent, distance) -> dict:
     """Least-squares fit of `saturation_curve` to one distance curve.
 
-    Returns a, tau, b with standard errors (`*_se`), b's 95 % interval (`b_low`, `b_high`, from
-    the t distribution with n − 3 degrees of freedom), `levels_off` (that interval holds 0),
-    `linear_share` (b·p_max over the fitted distance at p_max: 0 = all plateau, 1 = all drift,
-    negative = the distance turns back down), `rmse`, `n` and `fit` ("ok" or why there is no
-    fit). tau is bounded by the largest percent observed (`tau_at_bound` when it hits it: no
-    plateau within the data). With 3 points the fit is exact and the errors undefined (NaN).
+    Returns a, tau, b with standard errors (`*_se`), `identifiable`, b's 95 % interval (`b_low`,
+    `b_high`, from the t distribution with n − 3 degrees of freedom), `levels_off` (that interval
+    holds 0), `linear_share` (b·p_max over the fitted distance at p_max: 0 = all plateau, 1 = all
+    drift, negative = the distance turns back down), `rmse`, `n` and `fit` ("ok" or why not).
+
+    A fit is identifiable when it has more points than its 3 parameters (so errors exist), tau
+    lies strictly inside its bounds (p_max/1000 .. p_max: at the upper bound there is no plateau
+    within the data, at the lower one no rise to fit), every standard error is finite and
+    positive, and tau's is smaller than tau (a rise within the first checkpoint leaves tau free).
+    Only an identifiable fit says whether the distance levels off; otherwise `levels_off` is None.
     """
     p = np.asarray(percent, dtype=float)
     d = np.asarray(distance, dtype=float)
     finite = np.isfinite(p) & np.isfinite(d)
     p, d = p[finite], d[finite]
     result = dict(n=len(p), a=np.nan, tau=np.nan, b=np.nan, a_se=np.nan, tau_se=np.nan, b_se=np.nan,
-                  b_low=np.nan, b_high=np.nan, levels_off=None, linear_share=np.nan, tau_at_bound=None,
-                  rmse=np.nan, fit="ok")
+                  identifiable=False, b_low=np.nan, b_high=np.nan, levels_off=None, linear_share=np.nan,
+                  tau_at_bound=None, rmse=np.nan, fit="ok")
     if len(p) < 3 or np.ptp(p) == 0:
-        return {**result, "fit": "fewer than 3 checkpoints"}
+        return {**result, "fit": "no fit: fewer than 3 checkpoints"}
     span = float(p.max())
     scale = max(float(np.abs(d).max()), 1e-9)
-    # tau beyond the observed span is not identifiable: the curve is then a line (drift b)
     lower, upper = [0.0, span * 1e-3, -np.inf], [np.inf, span, np.inf]
     start = [scale, span / 4, 0.0]
     with warnings.catch_warnings():
@@ -49,21 +52,30 @@ def fit_saturation(percent, distance) -> dict:
                 saturation_curve, p, d, p0=start, bounds=(lower, upper), maxfev=20_000
             )
         except (RuntimeError, ValueError) as error:
-            return {**result, "fit": f"failed: {error}"}
-    a, tau, b = params
+            return {**result, "fit": f"no fit: {error}"}
+    a, tau, b = (float(v) for v in params)
     residuals = d - saturation_curve(p, a, tau, b)
     dof = len(p) - 3
     errors = np.sqrt(np.diag(covariance)) if dof > 0 else np.full(3, np.nan)
     errors = np.where(np.isfinite(errors), errors, np.nan)
-    a, tau, b = float(a), float(tau), float(b)
+    at_upper, at_lower = tau >= upper[1] * (1 - 1e-6), tau <= lower[1] * (1 + 1e-6)
     result.update(a=a, tau=tau, b=b, a_se=float(errors[0]), tau_se=float(errors[1]), b_se=float(errors[2]),
-                  tau_at_bound=bool(tau >= upper[1] * (1 - 1e-6)), rmse=float(np.sqrt(np.mean(residuals**2))))
-    if dof > 0 and np.isfinite(errors[2]):
-        half = stats.t.ppf(0.975, dof) * errors[2]
-        result.update(b_low=float(b - half), b_high=float(b + half), levels_off=bool(b - half <= 0 <= b + half))
+                  tau_at_bound=bool(at_upper or at_lower), rmse=float(np.sqrt(np.mean(residuals**2))))
     end = float(saturation_curve(span, a, tau, b))
     if end > 0:
         result["linear_share"] = b * span / end
+    if dof <= 0:
+        return {**result, "fit": f"not identifiable: {len(p)} checkpoints for 3 parameters"}
+    if at_upper:
+        return {**result, "fit": "not identifiable: tau at its upper bound (no plateau within the data)"}
+    if at_lower:
+        return {**result, "fit": "not identifiable: tau at its lower bound (no rise to fit)"}
+    if not np.all(np.isfinite(errors) & (errors > 0)):  # 0: pinv dropped a direction the data do not constrain
+        return {**result, "fit": "not identifiable: undefined standard errors"}
+    if errors[1] >= tau:
+        return {**result, "fit": "not identifiable: tau's standard error exceeds tau"}
+    half = stats.t.ppf(0.975, dof) * errors[2]
+    result.update(identifiable=True, b_low=b - half, b_high=b + half, levels_off=bool(b - half <= 0 <= b + half))
     return result
 
 

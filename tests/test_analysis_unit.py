@@ -5,10 +5,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis import figures, statistics
-from analysis.frames import default_metric, distances, groups
+import re
+from html.parser import HTMLParser
+
+from analysis import statistics
+from analysis.frames import default_metric, distances, groups, label_columns, metric_key
 from analysis.image_properties import colour_entropy, edge_density
+from analysis.labels import label_breakdown, label_tests
+from analysis.links import experiment_url, run_url
 from analysis.load import Filter, parse_filters
+from analysis.report import write_report
 from analysis.summary import summary_table, to_markdown
 
 PERCENTS = [0, 50, 100, 150, 200]
@@ -32,67 +38,6 @@ def synthetic_frame(seeds=(0, 1), masks=(16, 32), images=("a", "b", "c", "d"), m
                                          iteration=percent, value=1 - value if metric == "ssim" else value,
                                          status="FINISHED", size=64, paste_back=False, images="folder"))
     return pd.DataFrame(rows)
-
-
-def test_mean_std_figure_plots_mean_and_sample_std_per_mask():
-    frame = synthetic_frame()
-    figure = figures.mean_std_figure(frame)
-    axes = figure.axes
-    assert [ax.get_title() for ax in axes] == ["lpips_vgg", "ssim"]
-    for ax, metric in zip(axes, ["lpips_vgg", "ssim"]):
-        assert len(ax.containers) == 2
-        for container, mask in zip(ax.containers, [16, 32]):
-            line, _, (bars,) = container.lines
-            assert container.get_label() == f"mask {mask}"
-            rows = frame[(frame.metric == metric) & (frame["mask"] == mask)]
-            values = np.array([rows[rows.percent == p].value.to_numpy() for p in PERCENTS])  # (percent, run)
-            np.testing.assert_array_equal(line.get_xdata(), PERCENTS)
-            np.testing.assert_allclose(line.get_ydata(), values.mean(axis=1))
-            spans = np.array([segment[1, 1] - segment[0, 1] for segment in bars.get_segments()])
-            np.testing.assert_allclose(spans / 2, values.std(axis=1, ddof=1), atol=1e-12)
-
-
-def test_scatter_figure_holds_every_value_once():
-    frame = synthetic_frame()
-    figure = figures.scatter_figure(frame)
-    assert len(figure.axes) == 4  # 2 metrics x 2 masks
-    for ax in figure.axes:
-        metric, mask = ax.get_title().split(", mask ")
-        rows = frame[(frame.metric == metric) & (frame["mask"] == int(mask))]
-        (points,) = ax.collections
-        got = sorted(map(tuple, points.get_offsets().data))
-        assert got == sorted(zip(rows.percent.astype(float), rows.value))
-
-
-def test_variability_figure_draws_one_line_per_seed():
-    frame = synthetic_frame(seeds=(0, 1, 2))
-    figure = figures.variability_figure(frame, "lpips_vgg", max_images=2)
-    assert len(figure.axes) == 4  # images a, b x masks 16, 32
-    for ax in figure.axes:
-        image, mask = ax.get_title().split(", mask ")
-        assert image in ("a", "b")
-        assert [line.get_label() for line in ax.lines] == ["seed 0", "seed 1", "seed 2"]
-        for seed, line in enumerate(ax.lines):
-            rows = frame[(frame.image_id == image) & (frame["mask"] == int(mask)) & (frame.seed == seed)
-                         & (frame.metric == "lpips_vgg")].sort_values("percent")
-            np.testing.assert_array_equal(line.get_ydata(), rows.value)
-
-
-def test_variability_figure_needs_several_seeds():
-    with pytest.raises(ValueError, match="more than one seed"):
-        figures.variability_figure(synthetic_frame(seeds=(0,)))
-
-
-def test_filmstrip_shows_original_then_each_checkpoint():
-    rng = np.random.default_rng(1)
-    original = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    generations = {p: rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for p in (100, 0, 50)}
-    figure = figures.filmstrip_figure(original, generations, "title", {0: 0.0, 50: 0.25, 100: 0.5}, "lpips_vgg")
-    titles = [ax.get_title() for ax in figure.axes]
-    assert titles == ["original", "0%\nlpips_vgg 0", "50%\nlpips_vgg 0.25", "100%\nlpips_vgg 0.5"]
-    shown = [ax.images[0].get_array() for ax in figure.axes]
-    for array, expected in zip(shown, [original, generations[0], generations[50], generations[100]]):
-        np.testing.assert_array_equal(array, expected)
 
 
 def test_summary_table_matches_numpy():
@@ -131,17 +76,30 @@ def test_saturation_fit_recovers_a_known_curve():
     p = np.arange(0, 401, 50)
     fit = statistics.fit_saturation(p, statistics.saturation_curve(p, 0.6, 80.0, 2e-4))
     assert (fit["a"], fit["tau"], fit["b"]) == pytest.approx((0.6, 80.0, 2e-4), rel=1e-6)
-    assert fit["levels_off"] is False and fit["fit"] == "ok" and fit["n"] == 9
+    assert fit["levels_off"] is False and fit["fit"] == "ok" and fit["n"] == 9 and fit["identifiable"] is True
     plateau = statistics.fit_saturation(p, statistics.saturation_curve(p, 0.5, 60.0, 0.0)
                                         + np.random.default_rng(0).normal(0, 0.005, len(p)))
     assert plateau["b_low"] <= 0 <= plateau["b_high"] and plateau["levels_off"] is True
     assert abs(plateau["linear_share"]) < 0.1
 
 
-def test_saturation_fit_with_three_points_has_no_errors():
+def test_saturation_fit_with_three_points_is_not_identifiable():
     fit = statistics.fit_saturation([0, 50, 100], [0.0, 0.2, 0.3])
-    assert fit["fit"] == "ok" and np.isnan(fit["b_se"]) and fit["levels_off"] is None
-    assert statistics.fit_saturation([0, 50], [0.0, 0.2])["fit"] == "fewer than 3 checkpoints"
+    assert fit["fit"] == "not identifiable: 3 checkpoints for 3 parameters"
+    assert fit["identifiable"] is False and np.isnan(fit["b_se"]) and fit["levels_off"] is None
+    assert statistics.fit_saturation([0, 50], [0.0, 0.2])["fit"] == "no fit: fewer than 3 checkpoints"
+
+
+def test_saturation_fit_with_tau_at_its_bound_never_levels_off():
+    p = np.arange(0, 401, 50)
+    line = 0.001 * p + np.random.default_rng(0).normal(0, 0.002, len(p))  # no plateau at all
+    fit = statistics.fit_saturation(p, line)
+    assert fit["tau"] == pytest.approx(400) and fit["tau_at_bound"] is True
+    assert fit["identifiable"] is False and fit["levels_off"] is None
+    assert fit["fit"] == "not identifiable: tau at its upper bound (no plateau within the data)"
+    step = statistics.fit_saturation(p, np.where(p > 0, 0.4, 0.0))  # the rise ends before the first checkpoint
+    assert step["identifiable"] is False and step["levels_off"] is None
+    assert step["fit"] == "not identifiable: undefined standard errors"  # any small tau fits: tau is free
 
 
 def test_saturation_fits_per_run_and_per_mean_curve():
@@ -225,6 +183,17 @@ def test_filters():
         Filter.parse("mask64")
 
 
+def test_metric_names_are_accepted_either_way():
+    assert metric_key("lpips-vgg") == metric_key("lpips_vgg") == "lpips_vgg"
+    keep = Filter.parse("metric=lpips-vgg|ssim")
+    assert keep.on_metric and keep.keeps_metric("lpips_vgg") and keep.keeps_metric("ssim")
+    assert not keep.keeps_metric("lpips_alex")
+    assert not Filter.parse("metric!=lpips_vgg").keeps_metric("lpips_vgg")
+    measured = Filter.parse("metrics=lpips_vgg,ssim|psnr")  # runs that measured both, or psnr
+    assert measured.matches({"metrics": "lpips-alex,lpips-vgg,ssim"}, {})
+    assert measured.matches({"metrics": "psnr"}, {}) and not measured.matches({"metrics": "lpips-vgg"}, {})
+
+
 def test_tag_names_agree_with_the_recorder():
     from analysis import load
     from rip import tracking
@@ -232,13 +201,81 @@ def test_tag_names_agree_with_the_recorder():
     assert (load.KIND_TAG, load.CONFIG_TAG, load.IMAGE_TAG) == (tracking.KIND_TAG, tracking.CONFIG_TAG, tracking.IMAGE_TAG)
 
 
-def test_properties_figure_plots_final_distance_against_each_property():
-    ranking = statistics.stability_ranking(synthetic_frame(), "lpips_vgg")
-    ranking["edge_density"] = np.arange(len(ranking)) / 10
-    ranking["colour_entropy"] = np.arange(len(ranking))[::-1] * 1.0
-    figure = figures.properties_figure(ranking)
-    for ax, prop in zip(figure.axes, ["edge_density", "colour_entropy"]):
-        for points, mask in zip(ax.collections, [16, 32]):
-            rows = ranking[ranking["mask"] == mask]
-            assert points.get_label() == f"mask {mask}"
-            np.testing.assert_array_equal(points.get_offsets().data, rows[[prop, "final"]].to_numpy())
+def labelled_frame():
+    styles = {"a": "Baroque", "b": "Baroque", "c": "Cubism", "d": "Cubism"}
+    genres = {"a": "portrait", "b": "landscape", "c": "portrait", "d": ""}  # d has no genre
+    frame = synthetic_frame()
+    return frame.assign(label_style=frame.image_id.map(styles), label_genre=frame.image_id.map(genres),
+                        label_artist="one artist")
+
+
+def test_label_breakdown_gives_final_distances_per_group_with_n():
+    frame = labelled_frame()
+    assert label_columns(frame, min_groups=2) == ["label_genre", "label_style"]  # one artist: no breakdown
+    table = label_breakdown(frame, "lpips_vgg")
+    assert set(table.label) == {"label_genre", "label_style"} and set(table["mask"]) == {16, 32}
+    finals = frame.query("metric == 'lpips_vgg' and percent == 200").groupby(["mask", "image_id"]).value.mean()
+    for row in table.itertuples():
+        images = [i for i, v in frame.drop_duplicates("image_id").set_index("image_id")[row.label].items()
+                  if v == row.group]
+        values = finals.loc[row.mask].loc[images]
+        assert (row.n, row.n_runs) == (len(images), 2 * len(images))
+        assert (row.mean, row.median) == pytest.approx((values.mean(), values.median()))
+        assert row.std == pytest.approx(values.std(ddof=1)) if len(values) > 1 else np.isnan(row.std)
+    assert "" not in set(table.group)
+    tests = label_tests(table, frame)
+    style = tests.query("label == 'label_style' and mask == 16").iloc[0]
+    baroque, cubism = finals.loc[16].loc[["a", "b"]], finals.loc[16].loc[["c", "d"]]
+    assert style.p_value == pytest.approx(stats.kruskal(baroque, cubism).pvalue) and style.n == 4
+    assert label_breakdown(synthetic_frame()).empty
+
+
+def test_run_links_open_the_runs_view_of_an_http_server_only():
+    assert experiment_url("http://host:5000/", "7") == "http://host:5000/#/experiments/7/runs?workflowType=machine_learning"
+    assert run_url("https://host", "7", "abc") == "https://host/#/experiments/7/runs/abc"
+    assert experiment_url("sqlite:///mlflow.db", "7") is None and run_url(None, "7", "abc") is None
+
+
+class _Refs(HTMLParser):
+    """Every src and href of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.src, self.href = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.src += [attrs["src"]] if "src" in attrs else []
+        self.href += [attrs["href"]] if "href" in attrs else []
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    frame = labelled_frame().assign(experiment_id="3", parent_name=lambda f: "telea-" + f.parent_run_id)
+    write_report(frame, folder, tracking_uri="http://127.0.0.1:5999", dpi=40)
+    return folder
+
+
+def test_markdown_report_links_only_files_that_exist(report):
+    text = (report / "report.md").read_text()
+    targets = re.findall(r"\]\(([^)]+)\)", text)
+    local = [t for t in targets if not t.startswith("http")]
+    assert {"figures/mean_std.png", "figures/mean_std.svg", "figures/mean_std.pdf", "figures/label_style.png",
+            "verdicts.csv", "summary.csv"} <= set(local)
+    assert all((report / t).is_file() for t in local)
+    assert "http://127.0.0.1:5999/#/experiments/3/runs?workflowType=machine_learning" in targets
+    assert "http://127.0.0.1:5999/#/experiments/3/runs/p-16-0" in targets
+    assert "## The study's findings" in text and "not identifiable" in text
+
+
+def test_html_report_is_self_contained(report):
+    page = (report / "report.html").read_text()
+    refs = _Refs()
+    refs.feed(page)
+    figures_written = sorted(report.glob("figures/*.png"))
+    assert len(refs.src) == len(figures_written) >= 4
+    assert all(src.startswith("data:image/png;base64,") for src in refs.src)
+    assert all(href.startswith("http://127.0.0.1:5999/#/experiments/3/runs") for href in refs.href)
+    verdicts = pd.read_csv(report / "verdicts.csv")
+    assert page.count('<td class="verdict">') == len(verdicts) and "<h2>By image label</h2>" in page

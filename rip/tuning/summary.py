@@ -24,7 +24,7 @@ class Summary:
 
 
 def write_summary(study: optuna.Study, base: RunConfig, folder: Path) -> Summary:
-    """Write best.json, importances.json, trials.csv and plots/*.png into `folder`."""
+    """Write best.json, importances.json, trials.csv and plots/*.png (see `_plots`) into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     study.trials_dataframe().to_csv(folder / "trials.csv", index=False)
     trials = study.get_trials(deepcopy=False)
@@ -49,21 +49,51 @@ def write_summary(study: optuna.Study, base: RunConfig, folder: Path) -> Summary
 
 
 def _plots(study: optuna.Study, folder: Path) -> None:
-    """Optimisation history, importances, slices and contours as PNG files (matplotlib)."""
+    """Optimisation history, importances, slices and (over a numeric parameter) contours as PNG files.
+
+    Every plot names the objective and its direction. The contour plot is left out when the
+    searched parameters are fewer than two or all categorical (it would only colour a grid of labels).
+    """
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
 
     folder.mkdir(exist_ok=True)
+    (folder / "contour.png").unlink(missing_ok=True)  # from an earlier summary of this study
+    objective = objective_label(study)
     drawers = {
         "history": plots.plot_optimization_history,
         "importances": plots.plot_param_importances,
         "slice": plots.plot_slice,
-        "contour": plots.plot_contour,
     }
+    if _contour_informative(study):
+        drawers["contour"] = plots.plot_contour
     for name, draw in drawers.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             axes = draw(study)
-        figure = np.ravel(axes)[0].figure
+        axes = np.ravel(axes)
+        figure = axes[0].figure
+        for ax in figure.axes:  # Optuna's generic "Objective Value" axes and colour bars
+            if ax.get_ylabel() == "Objective Value":
+                ax.set_ylabel(objective)
+        figure.suptitle(f"{study.study_name}: {objective}", fontsize="medium")
         figure.savefig(folder / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(figure)
+
+
+def objective_label(study: optuna.Study) -> str:
+    """What the study optimises and which way, e.g. 'mean lpips-vgg at the last percent (minimised)'."""
+    definition = study.user_attrs.get("rip.definition", {})
+    metric = definition.get("objective_metric", "objective")
+    what = {"final": f"mean {metric} at the last percent",
+            "auc": f"mean {metric} averaged over the percent range (AUC)"}.get(definition.get("objective"), metric)
+    return f"{what} ({study.direction.name.lower().replace('ize', 'ised')})"
+
+
+def _contour_informative(study: optuna.Study) -> bool:
+    """Whether the completed trials searched two or more parameters, one of them numeric."""
+    distributions = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        distributions.update(trial.distributions)
+    numeric = [d for d in distributions.values() if not isinstance(d, optuna.distributions.CategoricalDistribution)]
+    return len(distributions) >= 2 and bool(numeric)
