@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from rip.config import RunConfig, parse_metrics
+from rip.config import DTYPES, RANDOM_NUMBERS, RESAMPLING_FILTERS, RunConfig, parse_metrics
 from rip.inpainters.base import ModelUnavailableError
 from rip.masks import MASK_ORDERS
 
@@ -58,7 +58,8 @@ def main():
 
 @main.command()
 @click.option("--mask", type=int, default=DEFAULTS.mask, show_default=True, help="Side of the inpainted square (px).")
-@click.option("--images", default=DEFAULTS.images, show_default=True, help="sample, a folder, FOLDER:N or wikiart:N.")
+@click.option("--images", default=DEFAULTS.images, show_default=True,
+              help="sample, a folder, FOLDER:N, wikiart:N or hf:OWNER/NAME[:SPLIT]:N; SET/M for M of SET's images.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
 @click.option("--percent", type=int, default=DEFAULTS.percent, show_default=True, help="Percent of pixels to inpaint.")
 @click.option("--step", type=int, default=DEFAULTS.step, show_default=True, help="Measure every STEP percent.")
@@ -72,6 +73,20 @@ def main():
 @click.option("--paste-back", type=bool, default=DEFAULTS.paste_back, show_default=True, help="Restore unmasked pixels exactly.")
 @click.option("--mask-order", type=click.Choice(MASK_ORDERS), default=DEFAULTS.mask_order, show_default=True)
 @click.option("--scheduler", default="", help="Replace the model's scheduler (ddim, pndm, euler, ...).")
+@click.option("--random-numbers", type=click.Choice(RANDOM_NUMBERS), default=DEFAULTS.random_numbers, show_default=True,
+              help="independent: runs of different conditions draw independently (the study); "
+                   "common: they share squares and noise (paired comparisons).")
+@click.option("--pad-color", default=DEFAULTS.pad_color, show_default=True,
+              help="Colour of the letterbox bands (a name or #RRGGBB).")
+@click.option("--resample", type=click.Choice(RESAMPLING_FILTERS), default=DEFAULTS.resample, show_default=True,
+              help="Filter that scales images to --size.")
+@click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True,
+              help="Model precision; auto: fp16 on CUDA, fp32 elsewhere.")
+@click.option("--skip-guidance", type=bool, default=DEFAULTS.skip_guidance, show_default=True,
+              help="Skip classifier-free guidance with an empty prompt (same result, half the work); "
+                   "false runs the pipeline's exact default call.")
+@click.option("--safety-checker", type=bool, default=DEFAULTS.safety_checker, show_default=True,
+              help="Run the model's safety checker; a flagged output fails its image.")
 @click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Images per pipeline call.")
 @click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--experiment", default=DEFAULTS.experiment, help="MLflow experiment name.")
@@ -88,12 +103,26 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
     from rip.metrics import MetricUnavailableError
     from rip.resilience import TrackingUnavailableError
     from rip.resume import find_unfinished
-    from rip.runner import StopRun, run_experiment
+    from rip.runner import ImagesFailedError, StopRun, run_experiment
+    from rip.ui import where_to_look
 
     config = RunConfig(metrics=parse_metrics(metrics), scheduler=scheduler or None, **options)
     given = [name for name in RUN_FIELDS if ctx.get_parameter_source(name) in EXPLICIT]
     client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
     project_run = os.environ.get("MLFLOW_RUN_ID") or None
+    shown = {}
+
+    def announce(started):
+        experiment = client.get_experiment(started.experiment_id).name
+        shown.update(lines=where_to_look(client.tracking_uri, started.experiment_id, started.run_id, started.run_name),
+                     run=f"run {started.run_name} ({started.run_id})")
+        if started.resumed_from is None:
+            click.echo(f"experiment {experiment}: {shown['run']}", err=True)
+        else:
+            click.echo(f"experiment {experiment}: resuming {shown['run']} from {started.resumed_from:g} %, "
+                       f"{started.images_left} of {started.images} images to go", err=True)
+        click.echo("\n".join(shown["lines"]), err=True)
+
     try:
         if resume_run and project_run and project_run != resume_run:
             # `mlflow run -P resume=ID` made a new run: it only launches the resumed one
@@ -104,15 +133,21 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
             resume_run = _offer_resume(find_unfinished(client, config))
         with _sigterm_interrupts():
             run_id = run_experiment(config, tracking_uri=client.tracking_uri, run_id=project_run,
-                                    resume_run=resume_run or None, given=given, outage_limit=outage_limit)
-    except (ValueError, ModelUnavailableError, MetricUnavailableError, TrackingUnavailableError) as error:
-        raise click.ClickException(str(error)) from error
+                                    resume_run=resume_run or None, given=given, outage_limit=outage_limit,
+                                    on_start=announce)
+    except (ValueError, RuntimeError, ModelUnavailableError, MetricUnavailableError, TrackingUnavailableError,
+            ImagesFailedError) as error:
+        raise click.ClickException("\n".join([str(error), *shown.get("lines", [])[:1]])) from error
     except (KeyboardInterrupt, StopRun) as error:
         run_id = getattr(error, "run_id", "RUN_ID")
-        click.echo(f"stopped ({error or type(error).__name__}): run {run_id} is marked KILLED; "
+        cause = str(error) or type(error).__name__
+        click.echo(f"stopped by {cause}: run {run_id} is marked KILLED; "
                    f"continue it with `rip run --resume {run_id}`", err=True)
+        if shown:
+            click.echo(shown["lines"][0], err=True)
         ctx.exit(130)
-    click.echo(f"run {run_id} finished")
+    click.echo(f"{shown['run']} finished")
+    click.echo("\n".join(shown["lines"]))
 
 
 RUN_FIELDS = [field.name for field in dataclasses.fields(RunConfig)]
@@ -132,19 +167,21 @@ def _offer_resume(unfinished: str | None) -> str | None:
 
 @contextlib.contextmanager
 def _sigterm_interrupts():
-    """SIGTERM interrupts like Ctrl-C, so the run ends cleanly as KILLED.
+    """SIGTERM interrupts like Ctrl-C (SIGINT), so the run ends cleanly as KILLED.
 
-    KeyboardInterrupt, unlike an Exception, is not swallowed by the HTTP client's retries.
+    KeyboardInterrupt, unlike an Exception, is not swallowed by the HTTP client's retries; it
+    carries the signal's name for the stop message.
     """
 
     def handler(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler_before in previous.items():
+            signal.signal(number, handler_before)
 
 
 # Commands defined in their own modules

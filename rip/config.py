@@ -6,12 +6,25 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import ImageColor
+
 from rip.inpainters import BUILTIN_INPAINTERS, SCHEDULERS
 from rip.masks import MASK_ORDERS
 from rip.metrics import METRIC_NAMES
 
 STUDY_MODEL = "stabilityai/stable-diffusion-2-inpainting"
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+RANDOM_NUMBERS = ("independent", "common")
+"""independent: every condition of the run enters the key of each random draw, so runs of
+different conditions draw independently (as in the study); common: draws depend only on (seed,
+image, iteration), so conditions share squares and noise (a paired design)."""
+RESAMPLING_FILTERS = ("lanczos", "bicubic", "bilinear", "hamming", "box", "nearest")
+
+# fields that do not change what a run draws: how long it runs, what it measures, where it runs
+_NOT_DRAWN = ("seed", "images", "percent", "step", "metrics", "batch_size", "device", "experiment", "random_numbers")
+# what runs recorded before a field existed did, for `from_json`
+_LEGACY = {"random_numbers": "common"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -34,6 +47,12 @@ class RunConfig:
     paste_back: bool = False  # restore unmasked pixels exactly after each inpainting
     mask_order: str = "random"  # random (the study), shuffle or scan
     scheduler: str | None = None  # None = the model's own scheduler
+    random_numbers: str = "independent"  # see RANDOM_NUMBERS
+    pad_color: str = "white"  # the letterbox bands ("blank areas are added"); any PIL colour
+    resample: str = "lanczos"  # filter that scales images to `size`
+    dtype: str = "auto"  # auto: fp16 on CUDA, fp32 elsewhere; or fp32, fp16, bf16
+    skip_guidance: bool = True  # skip classifier-free guidance when it cannot change the result
+    safety_checker: bool = False  # run the model's safety checker, when it ships one
     batch_size: int = 4  # images inpainted per pipeline call
     device: str = "auto"
     experiment: str = ""  # MLflow experiment; empty = the active one or "recursive-inpainting"
@@ -55,6 +74,14 @@ class RunConfig:
     def checkpoints(self) -> list[int]:
         """Percent inpainted at each measurement, 0 included."""
         return list(range(0, self.percent + 1, self.step))
+
+    @property
+    def draw_key(self) -> str:
+        """What, beside (seed, image, iteration), keys every random draw of this run."""
+        if self.random_numbers == "common":
+            return ""
+        conditions = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_DRAWN}
+        return json.dumps(conditions, sort_keys=True)
 
     def percent_after(self, iterations: int) -> float:
         """Percent of pixels inpainted after `iterations` inpaintings."""
@@ -78,7 +105,8 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
-        fields = json.loads(text)
+        """The configuration of `to_json`; fields added since it was written take their old behaviour."""
+        fields = {**_LEGACY, **json.loads(text)}
         fields["metrics"] = tuple(fields["metrics"])
         return cls(**fields)
 
@@ -117,6 +145,15 @@ class RunConfig:
             raise ValueError(f"unknown mask_order {self.mask_order!r}: expected one of {', '.join(MASK_ORDERS)}")
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {self.scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
+        for name, choices in (("random_numbers", RANDOM_NUMBERS), ("resample", RESAMPLING_FILTERS), ("dtype", DTYPES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}: expected one of {', '.join(choices)}")
+        try:
+            ImageColor.getrgb(self.pad_color)
+        except (ValueError, AttributeError):
+            raise ValueError(
+                f"unknown pad_color {self.pad_color!r}: expected a colour name (white, black) or #RRGGBB"
+            ) from None
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}: expected one of {', '.join(DEVICES)}")
         if not is_diffusers_model(self.model) and self.model not in BUILTIN_INPAINTERS:
@@ -124,6 +161,8 @@ class RunConfig:
                 f"unknown model {self.model!r}: expected {', '.join(BUILTIN_INPAINTERS)}, "
                 "a diffusers model id (org/name) or a local model folder"
             )
+        if self.safety_checker and not is_diffusers_model(self.model):
+            raise ValueError(f"safety_checker needs a diffusers model that ships one; {self.model!r} has none")
         return self
 
 
@@ -137,5 +176,10 @@ def is_diffusers_model(model: str) -> bool:
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
-    """'lpips-vgg, ssim' -> ('lpips-vgg', 'ssim')."""
-    return tuple(name.strip() for name in text.split(",") if name.strip())
+    """'lpips-vgg, ssim' -> ('lpips-vgg', 'ssim'); MLflow's keys (lpips_vgg) name the same metrics."""
+    return tuple(metric_name(name) for name in text.split(",") if name.strip())
+
+
+def metric_name(name: str) -> str:
+    """A metric's name from its name or its MLflow key: 'lpips_vgg' -> 'lpips-vgg'."""
+    return name.strip().replace("_", "-")

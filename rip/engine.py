@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rip.config import RunConfig
-from rip.inpainters.base import Inpainter
+from rip.inpainters.base import Inpainter, InpaintingFailure
 from rip.masks import square_for
 from rip.metrics import Metric
 from rip.seeding import derive_seed
@@ -52,14 +52,24 @@ class ImageFinished:
     image_id: str
 
 
-Event = ImageStarted | Checkpoint | ImageFinished
+@dataclass(frozen=True)
+class ImageFailed:
+    """The inpainter gave no usable output for this image at `iteration`: its recursion stops."""
+
+    image_id: str
+    iteration: int
+    reason: str
+
+
+Event = ImageStarted | Checkpoint | ImageFinished | ImageFailed
 
 
 class RecursiveInpainting:
     """Runs `config`'s protocol over many images, `config.batch_size` per inpainter call.
 
     Images join the batch as others finish, so tasks resumed at different iterations share
-    calls. Every random choice derives from (seed, image id, iteration): results do not depend
+    calls. An image the inpainter fails (see `InpaintingFailure`) stops with `ImageFailed`; the
+    others go on. Every random choice derives from (seed, image id, iteration): results do not depend
     on the order of the images, nor on the batch size (for diffusion backends: within float
     tolerance, one level of 255 at most).
     """
@@ -89,7 +99,9 @@ class RecursiveInpainting:
                     active.append(task)
                 if not active:
                     return
-                self._step(active)
+                for task, reason in self._step(active):
+                    active.remove(task)
+                    yield ImageFailed(task.image_id, task.iteration, reason)
                 bar.update(len(active))
                 reached = [task for task in active if task.iteration % self.config.iterations_per_step == 0]
                 yield from self._measure(reached)
@@ -98,17 +110,22 @@ class RecursiveInpainting:
                         active.remove(task)
                         yield ImageFinished(task.image_id)
 
-    def _step(self, tasks: list[ImageTask]) -> None:
-        """One inpainting of every task's next square."""
+    def _step(self, tasks: list[ImageTask]) -> list[tuple[ImageTask, str]]:
+        """One inpainting of every task's next square; return the tasks that failed, with why."""
         config = self.config
         masks = [
             square_for(config, task.image_id, task.iteration).to_array(config.size) for task in tasks
         ]
-        seeds = [derive_seed(config.seed, task.image_id, task.iteration, "noise") for task in tasks]
+        seeds = [derive_seed(config.seed, task.image_id, task.iteration, "noise", config.draw_key) for task in tasks]
         outputs = self.inpainter.inpaint([task.current for task in tasks], masks, seeds)
+        failed = []
         for task, output in zip(tasks, outputs):
+            if isinstance(output, InpaintingFailure):
+                failed.append((task, f"{task.image_id}, iteration {task.iteration + 1}: {output.reason}"))
+                continue
             task.current = output
             task.iteration += 1
+        return failed
 
     def _measure(self, tasks: list[ImageTask]) -> Iterator[Checkpoint]:
         """Every metric on every task's current generation, batched."""

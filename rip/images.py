@@ -1,16 +1,13 @@
-"""Image sets (sample photographs, a folder, WikiArt) and letterboxing to a white square."""
+"""Image sets (sample photographs, a folder, Hugging Face datasets such as WikiArt) and
+letterboxing to a square."""
 
-import io
-import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
-
-logger = logging.getLogger(__name__)
+from PIL import Image, ImageColor, ImageOps
 
 SAMPLE_IMAGES = (
     "astronaut",
@@ -31,12 +28,8 @@ IMAGE_EXTENSIONS = (
     ".bmp", ".gif", ".jpe", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"
 )
 
-WIKIART_REPO = "huggan/wikiart"
-WIKIART_REVISION = "d559852d2b232e0fcf195e775866964f0564f2b5"  # pinned: indices must not move
-WIKIART_SIZE = 81_444
-WIKIART_FILES = f"datasets/{WIKIART_REPO}@{WIKIART_REVISION}/data/*.parquet"
-
 _COUNT = re.compile(r"[+-]?\d+")
+_SUBDRAW = re.compile(r"\d+(@\d+)?")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _WHITE = (255, 255, 255)
 
@@ -47,6 +40,7 @@ class SourceImage:
 
     id: str
     origin: str  # a file path, "skimage:NAME" or "matplotlib:grace_hopper.jpg"
+    labels: tuple[tuple[str, str], ...] = ()  # (name, value) pairs, e.g. WikiArt's style and genre
 
     def load(self) -> Image.Image:
         """The raw image, fully decoded; ValueError naming the file when it cannot be read."""
@@ -72,13 +66,24 @@ def resolve_image_set(spec: str, seed: int) -> list[SourceImage]:
     """The images named by `spec`; `seed` draws the subsets.
 
     Specs: `sample` (photographs shipped with scikit-image and matplotlib), `sample:N`,
-    `wikiart:N` (N images of the WikiArt set, downloaded once into the cache), `FOLDER` (every
-    image file below FOLDER, recursively, hidden files and folders skipped, sorted by relative
-    path) and `FOLDER:N`. N images are drawn without replacement with
+    `wikiart:N` (N images of the study's WikiArt set, pinned revision, downloaded once into the
+    cache), `hf:REPO[@REVISION][:SPLIT]:N` (any image dataset in parquet, see rip.hub_images),
+    `FOLDER` (every image file below FOLDER, recursively, hidden files and folders skipped,
+    sorted by relative path) and `FOLDER:N`. N images are drawn without replacement with
     `numpy.random.default_rng(seed)` and kept in the set's order. `sample` and `wikiart` are
-    keywords: write `./sample` for a folder of that name. A count may fix its own draw seed,
-    `wikiart:10@0`, so that runs of different seeds share the same images.
+    keywords: write `./sample` for a folder of that name.
+
+    A count may fix its own draw seed, `wikiart:100@0`, so that runs of different seeds share
+    the same images; `SET/M` (or `SET/M@T`) draws M images of SET with the seed of SET's draw
+    (or T): `wikiart:100@0/10` is ten of the hundred images of `wikiart:100@0`.
     """
+    base, slash, sub = spec.rpartition("/")
+    if slash and base and _SUBDRAW.fullmatch(sub) and not Path(spec).expanduser().is_dir():
+        images = resolve_image_set(base, seed)
+        count, _, fixed = sub.partition("@")
+        base_seed = base.rpartition(":")[2].partition("@")[2]
+        draw_seed = int(fixed or base_seed or seed)
+        return _draw(images, _parse_count(spec, count), draw_seed, spec)
     head, _, tail = spec.rpartition(":")
     if head and "@" in tail:  # N@S: draw with seed S, not the run's seed
         tail, _, fixed = tail.partition("@")
@@ -89,23 +94,27 @@ def resolve_image_set(spec: str, seed: int) -> list[SourceImage]:
         return _sample_images()
     if head == "sample":
         return _draw(_sample_images(), _parse_count(spec, tail), seed, spec)
-    if spec == "wikiart":
-        raise ValueError("image set 'wikiart' needs a count, e.g. wikiart:100")
-    if head == "wikiart":
-        return _wikiart_images(_parse_count(spec, tail), seed)
+    if spec in ("wikiart", "hf") or spec.startswith("hf:") and not head.startswith("hf:"):
+        raise ValueError(f"image set {spec!r} needs a count, e.g. wikiart:100 or hf:OWNER/NAME:train:100")
+    if head in ("wikiart", "hf") or head.startswith("hf:"):
+        from rip.hub_images import WIKIART, dataset_images, parse_dataset
+
+        dataset = parse_dataset(WIKIART if head == "wikiart" else head, spec)
+        return dataset_images(dataset, _parse_count(spec, tail), seed, spec)
     if spec and Path(spec).expanduser().is_dir():
         return _folder_images(Path(spec).expanduser())
     if head and Path(head).expanduser().is_dir():
         return _draw(_folder_images(Path(head).expanduser()), _parse_count(spec, tail), seed, spec)
     raise ValueError(
-        f"unknown image set {spec!r}: expected sample, sample:N, wikiart:N, or an existing "
-        "folder as FOLDER or FOLDER:N"
+        f"unknown image set {spec!r}: expected sample, sample:N, wikiart:N, hf:OWNER/NAME[:SPLIT]:N, "
+        "or an existing folder as FOLDER or FOLDER:N (any of them followed by /M for M of its images)"
     )
 
 
-def letterbox(image: Image.Image, size: int) -> np.ndarray:
-    """`image` as a uint8 (size, size, 3) RGB array: upright per EXIF, scaled (Lanczos) so its
-    long side is `size`, centred on white; transparency is composited on white."""
+def letterbox(image: Image.Image, size: int, pad_color: str = "white", resample: str = "lanczos") -> np.ndarray:
+    """`image` as a uint8 (size, size, 3) RGB array: upright per EXIF, scaled with `resample`
+    so its long side is `size`, centred on bands of `pad_color`; transparency is composited on
+    white."""
     _check_size(size)
     image = _to_rgb(ImageOps.exif_transpose(image))
     width, height = image.size
@@ -113,29 +122,27 @@ def letterbox(image: Image.Image, size: int) -> np.ndarray:
         raise ValueError(f"image has no pixels: {width}x{height}")
     scale = size / max(width, height)
     new_width, new_height = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = image.resize((new_width, new_height), Image.Resampling.LANCZOS)
-    canvas = np.full((size, size, 3), 255, dtype=np.uint8)
+    resized = image.resize((new_width, new_height), Image.Resampling[resample.upper()])
+    canvas = np.empty((size, size, 3), dtype=np.uint8)
+    canvas[:] = ImageColor.getcolor(pad_color, "RGB")
     top, left = (size - new_height) // 2, (size - new_width) // 2
     canvas[top : top + new_height, left : left + new_width] = np.asarray(resized)
     return canvas
 
 
-def load_images(sources: list[SourceImage], size: int) -> list[np.ndarray]:
+def load_images(
+    sources: list[SourceImage], size: int, pad_color: str = "white", resample: str = "lanczos"
+) -> list[np.ndarray]:
     """Every source letterboxed (see `letterbox`); ValueError naming the first unreadable one."""
     _check_size(size)
     arrays = []
     for source in sources:
         image = source.load()
         try:
-            arrays.append(letterbox(image, size))
+            arrays.append(letterbox(image, size, pad_color, resample))
         except (OSError, ValueError) as error:
             raise ValueError(f"cannot convert image {source.origin}: {error}") from error
     return arrays
-
-
-def wikiart_cache() -> Path:
-    """Where WikiArt images are kept: `$RIP_CACHE/wikiart`, by default `~/.cache/rip/wikiart`."""
-    return Path(os.environ.get("RIP_CACHE") or Path.home() / ".cache" / "rip").expanduser() / "wikiart"
 
 
 def _check_size(size: int) -> None:
@@ -210,67 +217,3 @@ def _folder_images(folder: Path) -> list[SourceImage]:
         taken.add(image_id)
         images.append(SourceImage(image_id, str(folder / path)))
     return images
-
-
-def _wikiart_images(count: int, seed: int) -> list[SourceImage]:
-    """`count` WikiArt images drawn with `seed`, downloaded into the cache when missing."""
-    indices = _draw_indices(WIKIART_SIZE, count, seed, f"wikiart:{count}")
-    folder = wikiart_cache()
-    missing = [index for index in indices if not (folder / f"{index:05d}.png").is_file()]
-    if missing:
-        from huggingface_hub import HfFileSystem
-        from huggingface_hub.utils import httpx
-
-        try:
-            _download_wikiart(missing, folder, HfFileSystem(), WIKIART_FILES)
-        except (OSError, httpx.HTTPError) as error:
-            raise RuntimeError(
-                f"wikiart:{count} needs {len(missing)} images that are not in the cache {folder}, and "
-                f"downloading them from huggingface.co ({WIKIART_REPO}) failed ({error}). Run once with "
-                f"network access to huggingface.co, or put the images there as <index>.png "
-                f"(e.g. {missing[0]:05d}.png)."
-            ) from error
-    return [SourceImage(f"wikiart-{index:05d}", str(folder / f"{index:05d}.png")) for index in indices]
-
-
-def _download_wikiart(indices: list[int], folder: Path, fs, pattern: str) -> None:
-    """Save rows `indices` (sorted) of the parquet shards matching `pattern` as PNGs in `folder`.
-
-    `fs` is an fsspec file system (HfFileSystem for the hub). Only shard footers and the row
-    groups holding wanted rows are read, page by page up to the page of the last wanted row.
-    """
-    import pyarrow.parquet as pq
-
-    wanted, start = list(indices), 0  # start: index of the next row group's first row
-    for path in sorted(fs.glob(pattern)):
-        if not wanted:
-            break
-        with fs.open(path, "rb") as file:
-            parquet = pq.ParquetFile(file, buffer_size=1 << 20, pre_buffer=False)
-            for group in range(parquet.num_row_groups):
-                end = start + parquet.metadata.row_group(group).num_rows
-                here = [index for index in wanted if index < end]
-                if here:
-                    logger.info("WikiArt: reading %d image(s) from %s", len(here), path)
-                    _save_rows(parquet, group, start, here, folder)
-                    wanted = wanted[len(here) :]
-                start = end
-    if wanted:
-        raise ValueError(f"WikiArt has {start} images, index {wanted[0]} does not exist")
-
-
-def _save_rows(parquet, group: int, group_start: int, indices: list[int], folder: Path) -> None:
-    """Save rows `indices` (global, sorted, all in row group `group`) of the `image` column."""
-    folder.mkdir(parents=True, exist_ok=True)
-    position = group_start
-    for batch in parquet.iter_batches(batch_size=16, row_groups=[group], columns=["image"]):
-        for offset, cell in enumerate(batch.column("image").to_pylist()):
-            if position + offset in indices:
-                image = Image.open(io.BytesIO(cell["bytes"]))
-                target = folder / f"{position + offset:05d}.png"
-                partial = target.with_suffix(f".{os.getpid()}.part")
-                _to_rgb(ImageOps.exif_transpose(image)).save(partial, format="PNG")
-                os.replace(partial, target)  # never leave a truncated PNG behind
-        position += batch.num_rows
-        if position > indices[-1]:
-            break

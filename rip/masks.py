@@ -39,10 +39,10 @@ def square_for(config, image_id: str, iteration: int) -> Square:
     per_side = config.size // config.mask
     cells = per_side * per_side
     if config.mask_order == "random":
-        index = int(derived_rng(config.seed, image_id, iteration, "square").integers(cells))
+        index = int(derived_rng(config.seed, image_id, iteration, "square", config.draw_key).integers(cells))
     elif config.mask_order == "shuffle":
         cycle, position = divmod(iteration, cells)
-        index = int(derived_rng(config.seed, image_id, cycle, "shuffle").permutation(cells)[position])
+        index = int(derived_rng(config.seed, image_id, cycle, "shuffle", config.draw_key).permutation(cells)[position])
     elif config.mask_order == "scan":
         index = iteration % cells
     else:

@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -25,6 +26,22 @@ class StopRun(Exception):
     """Raised by an observer to end a run early; the run is marked KILLED."""
 
 
+@dataclass(frozen=True)
+class Started:
+    """What `run_experiment` reports once its parent run exists, for the caller to show."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    resumed_from: float | None = None  # a resumed run: the percent its images in progress continue from
+    images_left: int = 0  # images still to inpaint (or to finish)
+    images: int = 0
+
+
+class ImagesFailedError(RuntimeError):
+    """Some images had no usable output (see `InpaintingFailure`); the others completed."""
+
+
 def run_experiment(
     config: RunConfig,
     tracking_uri: str | None = None,
@@ -39,6 +56,7 @@ def run_experiment(
     outage_limit: float = 600.0,
     spool_root: Path | None = None,
     progress: bool = True,
+    on_start: Callable[[Started], None] | None = None,
 ) -> str:
     """Run `config`'s protocol and return the parent MLflow run id.
 
@@ -54,6 +72,7 @@ def run_experiment(
       run's exception is re-raised with the parent run id as its `run_id` attribute.
     - `outage_limit`: seconds the tracking server may stay unreachable before the run fails;
       unlogged checkpoints stay in the spool (`spool_root`) for `resume_run` to upload.
+    - `on_start`: called once the parent run exists (or was reopened), before the first inpainting.
     """
     client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
     retrying = Retrying(outage_limit)
@@ -68,7 +87,7 @@ def run_experiment(
         config = resume.with_free_fields(stored, config, set(given or ()))
     config.validate()
     sources = resolve_image_set(config.images, config.seed)
-    originals = load_images(sources, config.size)
+    originals = load_images(sources, config.size, config.pad_color, config.resample)
 
     # 2. Reach the tracking server
     experiment_id = previous.info.experiment_id if previous else _experiment_for(client, config, run_id)
@@ -85,16 +104,22 @@ def run_experiment(
                            spool_root=spool_root or default_spool_root(), retrying=retrying)
     if previous:
         state = retrying(resume.load_state, client, previous, config)
-        recorder.adopt(state.run_id, state.experiment_id, state.child_ids, state.recorded, state.ui_steps)
+        recorder.adopt(state.run_id, state.experiment_id, state.child_ids, state.recorded, state.ui_steps,
+                       state.grid_steps)
         uploaded = recorder.upload_spool(dict(zip((s.id for s in sources), originals)))
         state.recorded = recorder.recorded
         tasks = retrying(resume.tasks_to_resume, client, state, sources, originals)
         log.info("resuming run %s: %d spooled checkpoints uploaded, %d of %d images to go",
                  state.run_id, uploaded, len(tasks), len(sources))
         parent_id = state.run_id
+        resumed_from = max((config.percent_after(task.iteration) for task in tasks), default=config.percent)
     else:
+        resumed_from = None
         parent_id = recorder.start(experiment_id, run_id, {"rip.backend": inpainter.name, **inpainter.tags(), **(tags or {})})
         tasks = [ImageTask(source.id, original) for source, original in zip(sources, originals)]
+    if on_start is not None:
+        name = retrying(client.get_run, parent_id).info.run_name
+        on_start(Started(parent_id, name, recorder.experiment_id, resumed_from, len(tasks), len(sources)))
 
     # 5. Recurse and record
     engine = RecursiveInpainting(config, inpainter, metrics, progress=progress)
@@ -115,6 +140,12 @@ def run_experiment(
     except BaseException:
         recorder.finish("FAILED")
         raise
+    if recorder.failures:
+        recorder.finish("FAILED")
+        raise ImagesFailedError(
+            f"run {parent_id} FAILED: {len(recorder.failures)} image(s) stopped, the others completed:\n  "
+            + "\n  ".join(recorder.failures)
+        )
     recorder.finish("FINISHED")
     return parent_id
 

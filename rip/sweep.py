@@ -88,11 +88,11 @@ def check(configs: Sequence[RunConfig], resolve_images: bool = True) -> None:
         raise ValueError("invalid configurations, nothing was run:\n  " + "\n  ".join(errors))
     loaded = set()
     for config in configs:
-        if not resolve_images and config.images.startswith("wikiart"):
+        if not resolve_images and config.images.startswith(("wikiart", "hf:")):
             continue
         sources = tuple(resolve_image_set(config.images, config.seed))
         if (sources, config.size) not in loaded:
-            load_images(list(sources), config.size)
+            load_images(list(sources), config.size, config.pad_color, config.resample)
             loaded.add((sources, config.size))
 
 

@@ -4,14 +4,18 @@ Metrics are logged at step = percent inpainted; values go in batches (one reques
 and checkpoint), since a remote server answers each request in tens of milliseconds. Every
 checkpoint is written to a local spool first and its metrics are logged last, so a checkpoint
 whose metrics are on the server is complete, and one that is not can be redone or uploaded.
+
+For the MLflow UI's step slider, each image run logs its generations with `log_image` under key
+`generation` (step = percent, the original at 0), and the parent run a grid of every image's
+generation under key `generation_grid` once every image reached that percent.
 """
 
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from importlib import metadata
 from pathlib import Path
 
@@ -19,15 +23,15 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking.multimedia import compress_image_size
 from PIL import Image
 
 from rip.config import RunConfig
-from rip.engine import Checkpoint, Event, ImageFinished, ImageStarted
+from rip.engine import Checkpoint, Event, ImageFailed, ImageFinished, ImageStarted
 from rip.images import SourceImage
 from rip.masks import mask_schedule
 from rip.resilience import Retrying
 from rip.spool import Spool
+from rip.ui import configuration_name, grid_side, image_grid, image_name
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,13 @@ PACKAGES = ("torch", "diffusers", "transformers", "mlflow", "lpips", "stlpips-py
 KIND_TAG = "rip.kind"  # "configuration" on parent runs, "image" on child runs
 IMAGE_TAG = "rip.image_id"
 CONFIG_TAG = "rip.config"  # the configuration as JSON
+LABEL_TAG = "rip.label"  # rip.label.style, rip.label.genre, ...: the image's labels in its data set
+FAILURE_TAG = "rip.failure"  # on a FAILED image run: the image, the iteration and why
 PARENT_TAG = "mlflow.parentRunId"
-UI_IMAGE_KEY = "generation"
+RUN_NAME_TAG = "mlflow.runName"
+PROJECT_TAG = "mlflow.project.entryPoint"  # on runs `mlflow run` made (it names them at random)
+UI_IMAGE_KEY = "generation"  # image runs: the generation at step = percent
+GRID_KEY = "generation_grid"  # parent runs: every image's generation side by side at step = percent
 
 
 def resolve_experiment(client: MlflowClient, name: str) -> str:
@@ -103,6 +112,10 @@ class RunRecorder:
         self.open_children: set[str] = set()
         self.recorded: dict[str, dict[int, dict[str, float]]] = {}
         self.ui_steps: dict[str, set[int]] = {}
+        self.grid_steps: set[int] = set()  # percents whose grid the parent run has
+        self.thumbnails: dict[int, dict[str, np.ndarray]] = {}  # percent -> image -> small copy, for grids
+        self.failures: list[str] = []  # why images failed, for the run's final message
+        self.failed_images: set[str] = set()
 
     # -- parent run ---------------------------------------------------------------------------
 
@@ -116,9 +129,11 @@ class RunRecorder:
             run = self.call(self.client.get_run, run_id)
             self.experiment_id = run.info.experiment_id
             params = {key: value for key, value in params.items() if key not in run.data.params}
+            if PROJECT_TAG in run.data.tags:
+                tags.setdefault(RUN_NAME_TAG, configuration_name(config))
         else:
             self.experiment_id = experiment_id
-            name = f"{config.model.rstrip('/').split('/')[-1]}-mask{config.mask}-seed{config.seed}"
+            name = tags.pop(RUN_NAME_TAG, None) or configuration_name(config)
             run_id = self.call(self.client.create_run, experiment_id, run_name=name).info.run_id
         self.parent_id = run_id
         self.spool = Spool(self.spool_root, run_id)
@@ -131,14 +146,16 @@ class RunRecorder:
         return run_id
 
     def adopt(self, run_id: str, experiment_id: str, child_ids: dict[str, str],
-              recorded: dict[str, dict[int, dict[str, float]]], ui_steps: dict[str, set[int]]) -> None:
-        """Continue an existing parent run whose children and logged values are known."""
+              recorded: dict[str, dict[int, dict[str, float]]], ui_steps: dict[str, set[int]],
+              grid_steps: set[int]) -> None:
+        """Continue an existing parent run whose children, logged values and UI images are known."""
         self.parent_id = run_id
         self.experiment_id = experiment_id
         self.spool = Spool(self.spool_root, run_id)
         self.child_ids = dict(child_ids)
         self.recorded = {image: dict(values) for image, values in recorded.items()}
         self.ui_steps = {image: set(steps) for image, steps in ui_steps.items()}
+        self.grid_steps = set(grid_steps)
         self.call(self.client.update_run, run_id, status="RUNNING")
 
     def upload_spool(self, originals: dict[str, np.ndarray]) -> int:
@@ -149,13 +166,15 @@ class RunRecorder:
                 continue
             self._ensure_child(entry.image_id, originals[entry.image_id])
             if entry.percent not in self.recorded.get(entry.image_id, {}):
-                self._upload(entry.image_id, entry.percent, entry.iteration, entry.values, entry.image())
+                self._upload(entry.image_id, entry.percent, entry.iteration, entry.values, entry.image(),
+                             entry.image_path)
                 uploaded += 1
             self.spool.remove(entry.image_id, entry.percent)
         return uploaded
 
     def finish(self, status: str = "FINISHED") -> None:
         """Aggregate over images, log the run's CSV and close every open run with `status`."""
+        self._log_complete_grids()
         for image_id in list(self.open_children):
             self.call(self.client.set_terminated, self.child_ids[image_id], status)
         self.open_children.clear()
@@ -189,6 +208,8 @@ class RunRecorder:
             self._log_checkpoint(event)
         elif isinstance(event, ImageFinished):
             self._finish_image(event.image_id)
+        elif isinstance(event, ImageFailed):
+            self._fail_image(event)
 
     def _ensure_child(self, image_id: str, original: np.ndarray) -> None:
         """Create the image's child run, or reopen the one an earlier attempt created."""
@@ -201,11 +222,12 @@ class RunRecorder:
             run = self.call(
                 self.client.create_run,
                 self.experiment_id,
-                run_name=image_id,
+                run_name=image_name(image_id, self.config),
                 tags={
                     PARENT_TAG: self.parent_id,
                     KIND_TAG: "image",
                     IMAGE_TAG: image_id,
+                    **{f"{LABEL_TAG}.{name}": value for name, value in source.labels},
                     CONFIG_TAG: self.config.to_json(),
                     "rip.image_origin": source.origin,
                 },
@@ -220,22 +242,54 @@ class RunRecorder:
         if logged is not None:
             _warn_if_different(checkpoint, logged)
             return
-        self.spool.add(checkpoint.image_id, checkpoint.percent, checkpoint.iteration, checkpoint.values, checkpoint.image)
-        self._upload(checkpoint.image_id, checkpoint.percent, checkpoint.iteration, checkpoint.values, checkpoint.image)
+        self.spool.add(checkpoint.image_id, checkpoint.percent, checkpoint.iteration, checkpoint.values,
+                       checkpoint.image)
+        png = self.spool.folder / checkpoint.image_id / f"{checkpoint.percent:04d}" / "generation.png"
+        self._upload(checkpoint.image_id, checkpoint.percent, checkpoint.iteration, checkpoint.values,
+                     checkpoint.image, png)
         self.spool.remove(checkpoint.image_id, checkpoint.percent)
+        self._log_complete_grids()
 
-    def _upload(self, image_id: str, percent: int, iteration: int, values: dict[str, float], image: np.ndarray) -> None:
-        """Images first, metrics last: metrics on the server mark a complete checkpoint."""
+    def _upload(self, image_id: str, percent: int, iteration: int, values: dict[str, float], image: np.ndarray,
+                png: Path) -> None:
+        """Images first, metrics last: metrics on the server mark a complete checkpoint.
+
+        `png` is the spooled PNG of `image`: uploaded as it is, not encoded again.
+        """
         run_id = self.child_ids[image_id]
-        self._log_png(run_id, image, f"generations/{percent:04d}.png")
+        self._log_file(run_id, png, f"generations/{percent:04d}.png")
         if percent not in self.ui_steps.setdefault(image_id, set()):
-            self._log_ui_image(run_id, image, percent)
+            self._log_ui_image(run_id, UI_IMAGE_KEY, image, percent)
             self.ui_steps[image_id].add(percent)
         timestamp = int(time.time() * 1000)
         metrics = [Metric(key, value, timestamp, percent) for key, value in values.items()]
         metrics.append(Metric("iteration", iteration, timestamp, percent))
         self.call(self.client.log_batch, run_id, metrics=metrics)
         self.recorded.setdefault(image_id, {})[percent] = {**values, "iteration": iteration}
+        if percent not in self.grid_steps:
+            side = grid_side(len(self.sources), self.config.size)
+            small = Image.fromarray(image).resize((side, side), Image.LANCZOS)
+            self.thumbnails.setdefault(percent, {})[image_id] = np.asarray(small)
+
+    def _log_complete_grids(self) -> None:
+        """Log the parent's grid of every percent that each image (but failed ones) reached."""
+        images = [image_id for image_id in self.sources if image_id not in self.failed_images]
+        for percent in self.config.checkpoints:
+            if percent in self.grid_steps or not all(percent in self.recorded.get(i, {}) for i in images):
+                continue
+            thumbnails = self.thumbnails.pop(percent, {})
+            side = grid_side(len(self.sources), self.config.size)
+            grid = image_grid([thumbnails.get(i) if i in thumbnails else self._generation(i, percent, side)
+                               for i in images], side)
+            self._log_ui_image(self.parent_id, GRID_KEY, grid, percent)
+            self.grid_steps.add(percent)
+
+    def _generation(self, image_id: str, percent: int, side: int) -> np.ndarray:
+        """An image's generation at `percent` from its run (logged by an earlier attempt), `side` px."""
+        with tempfile.TemporaryDirectory() as local:
+            path = self.call(self.client.download_artifacts, self.child_ids[image_id],
+                             f"generations/{percent:04d}.png", local)
+            return np.asarray(Image.open(path).convert("RGB").resize((side, side), Image.LANCZOS))
 
     def _finish_image(self, image_id: str) -> None:
         run_id = self.child_ids[image_id]
@@ -251,6 +305,16 @@ class RunRecorder:
         self.call(self.client.set_terminated, run_id, "FINISHED")
         self.open_children.discard(image_id)
 
+    def _fail_image(self, event: ImageFailed) -> None:
+        """The image's run ends FAILED with the reason; what it logged so far stays."""
+        run_id = self.child_ids[event.image_id]
+        self.call(self.client.set_tag, run_id, FAILURE_TAG, event.reason)
+        self.call(self.client.set_terminated, run_id, "FAILED")
+        self.open_children.discard(event.image_id)
+        self.failures.append(event.reason)
+        self.failed_images.add(event.image_id)
+        self._log_complete_grids()
+
     def _log_aggregates(self, frame: pd.DataFrame) -> None:
         """Mean and sample standard deviation over images of each metric at each checkpoint."""
         timestamp = int(time.time() * 1000)
@@ -263,16 +327,19 @@ class RunRecorder:
         for start in range(0, len(metrics), 1000):
             self.call(self.client.log_batch, self.parent_id, metrics=metrics[start : start + 1000])
 
-    def _log_ui_image(self, run_id: str, image: np.ndarray, step: int) -> None:
-        """What `log_image(key=..., step=...)` writes for the UI's step slider, under a name fixed
-        before the first attempt, so an upload retried after an outage overwrites, not duplicates."""
-        stem = f"{UI_IMAGE_KEY}+step+{step}+timestamp+{int(time.time() * 1000)}+{uuid.uuid5(uuid.NAMESPACE_URL, f'{run_id}/{step}')}"
-        picture = Image.fromarray(image)
-        with tempfile.TemporaryDirectory() as local:
-            picture.save(Path(local) / f"{stem}.png")
-            compress_image_size(picture).save(Path(local) / f"{stem}+compressed.webp")
-            for name in (f"{stem}.png", f"{stem}+compressed.webp"):
-                self.call(self.client.log_artifact, run_id, str(Path(local) / name), "images")
+    def _log_ui_image(self, run_id: str, key: str, image: np.ndarray, step: int) -> None:
+        """`log_image(key=..., step=...)`, for the UI's step slider; a retried attempt first checks
+        whether an earlier one already logged the step, so an outage never leaves two."""
+        attempts = 0
+
+        def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and step in logged_steps(self.client, run_id, key):
+                return
+            self.client.log_image(run_id, image, key=key, step=step, synchronous=True)
+
+        self.call(attempt)
 
     def _log_png(self, run_id: str, image: np.ndarray, path: str) -> None:
         folder, name = os.path.split(path)
@@ -280,10 +347,30 @@ class RunRecorder:
             Image.fromarray(image).save(Path(local) / name)
             self.call(self.client.log_artifact, run_id, str(Path(local) / name), folder or None)
 
+    def _log_file(self, run_id: str, file: Path, path: str) -> None:
+        """Upload `file` as artifact `path` (a link under that name, no copy where the disk allows)."""
+        folder, name = os.path.split(path)
+        with tempfile.TemporaryDirectory() as local:
+            try:
+                os.link(file, Path(local) / name)
+            except OSError:
+                shutil.copyfile(file, Path(local) / name)
+            self.call(self.client.log_artifact, run_id, str(Path(local) / name), folder or None)
+
     def _log_frame(self, run_id: str, frame: pd.DataFrame, name: str) -> None:
         with tempfile.TemporaryDirectory() as local:
             frame.to_csv(Path(local) / name, index=False)
             self.call(self.client.log_artifact, run_id, str(Path(local) / name))
+
+
+def logged_steps(client: MlflowClient, run_id: str, key: str) -> set[int]:
+    """Steps at which `log_image` logged image `key` in the run (its file names say `KEY+step+N+`)."""
+    prefix = f"{key.replace('/', '~')}+step+"
+    return {
+        int(name.removeprefix(prefix).split("+")[0])
+        for name in (Path(artifact.path).name for artifact in client.list_artifacts(run_id, "images"))
+        if name.startswith(prefix) and name.endswith(".png")
+    }
 
 
 def _warn_if_different(checkpoint: Checkpoint, logged: dict[str, float]) -> None:

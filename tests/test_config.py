@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from rip.config import RunConfig, parse_metrics
@@ -67,3 +69,22 @@ def test_models_accepted(tmp_path):
 
 def test_parse_metrics():
     assert parse_metrics(" lpips-vgg, ssim ,") == ("lpips-vgg", "ssim")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (dict(random_numbers="paired"), "unknown random_numbers 'paired'"),
+        (dict(resample="cubic"), "unknown resample 'cubic'"),
+        (dict(dtype="fp8"), "unknown dtype 'fp8'"),
+        (dict(pad_color="blank"), "unknown pad_color 'blank'"),
+        (dict(model="telea", safety_checker=True), "safety_checker needs a diffusers model"),
+    ],
+)
+def test_new_conditions_are_validated(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RunConfig(**changes).validate()
+
+
+def test_metric_names_accept_mlflow_keys():
+    assert parse_metrics("lpips_vgg, lpips-alex,ssim") == ("lpips-vgg", "lpips-alex", "ssim")

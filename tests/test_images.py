@@ -1,12 +1,11 @@
 import io
+import json
 import re
 import time
+from pathlib import Path
 
-import fsspec
 import huggingface_hub.constants
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -209,7 +208,11 @@ def test_folder_name_with_colon(tmp_path):
         ("sample:1000", "1000"),
         ("wikiart", "needs a count"),
         ("wikiart:ten", "'ten'"),
-        ("wikiart:81445", "81445"),
+        ("hf", "needs a count"),
+        ("hf:owner/name", "needs a count"),
+        ("hf:not-a-repo:train:3", "neither an existing folder nor a hub dataset id"),
+        ("sample:4@0/5", "asks for 5 images but only 4"),
+        ("sample/x", "unknown image set 'sample/x'"),
         ("nonsense", "unknown image set 'nonsense'"),
         ("", "unknown image set"),
     ],
@@ -239,62 +242,105 @@ def test_corrupt_and_truncated_files_name_the_file(tmp_path):
             load_images([source], 16)
 
 
-# wikiart -------------------------------------------------------------------------------------
+# sub-draws -----------------------------------------------------------------------------------
 
 
-def wikiart_indices(count, seed):
-    return sorted(np.random.default_rng(seed).choice(81_444, size=count, replace=False))
+def test_sub_draw_takes_images_of_the_pinned_set(tmp_path):
+    write_images(tmp_path, [f"{i:02d}.png" for i in range(30)])
+    hundred = [s.id for s in resolve_image_set(f"{tmp_path}:20@0", seed=7)]
+    ten = [s.id for s in resolve_image_set(f"{tmp_path}:20@0/10", seed=7)]
+    assert len(ten) == 10 and set(ten) < set(hundred)
+    assert ten == [s.id for s in resolve_image_set(f"{tmp_path}:20@0/10", seed=3)]  # pinned: any run seed
+    assert ten != [s.id for s in resolve_image_set(f"{tmp_path}:20@0/10@1", seed=7)]  # /M@T draws with T
+    sample = [s.id for s in resolve_image_set("sample:8@0/3", seed=5)]
+    assert len(sample) == 3 and set(sample) < {s.id for s in resolve_image_set("sample:8@0", seed=5)}
+    assert set(s.id for s in resolve_image_set("sample/4", seed=1)) < {s.id for s in resolve_image_set("sample", 0)}
+
+
+# Hugging Face datasets (WikiArt is one) --------------------------------------------------------
+
+STYLES = ["Impressionism", "Cubism", "Baroque"]
 
 
 @pytest.fixture
-def offline_cache(tmp_path, monkeypatch):
+def hub_dataset(tmp_path, monkeypatch):
+    """A dataset written by the `datasets` library in the hub's layout: two shards, small row groups."""
+    import datasets
+
+    monkeypatch.setenv("RIP_CACHE", str(tmp_path / "cache"))
+    rows = 23
+    features = datasets.Features(
+        {"image": datasets.Image(), "style": datasets.ClassLabel(names=STYLES), "artist": datasets.Value("string")}
+    )
+    pictures = [Image.new("RGB", (6 + i % 3, 4), (i * 10, 0, 0)) for i in range(rows)]
+    table = datasets.Dataset.from_dict(
+        {"image": pictures, "style": [i % 3 for i in range(rows)], "artist": [f"artist {i}" for i in range(rows)]},
+        features=features,
+    )
+    folder = tmp_path / "paintings"
+    (folder / "data").mkdir(parents=True)
+    for shard, (start, stop) in enumerate([(0, 10), (10, rows)]):
+        table.select(range(start, stop)).to_parquet(folder / "data" / f"train-{shard:05d}-of-00002.parquet", batch_size=3)
+    table.select(range(4)).to_parquet(folder / "data" / "test-00000-of-00001.parquet")
+    return folder
+
+
+def test_hf_dataset_draws_rows_with_labels(hub_dataset):
+    sources = resolve_image_set(f"hf:{hub_dataset}:train:5@1", seed=0)
+    indices = sorted(np.random.default_rng(1).choice(23, size=5, replace=False).tolist())
+    assert [s.id for s in sources] == [f"paintings-{i:05d}" for i in indices]
+    for source, index in zip(sources, indices):
+        assert dict(source.labels) == {"style": STYLES[index % 3], "artist": f"artist {index}"}
+        image = source.load()
+        assert image.size == (6 + index % 3, 4) and image.getpixel((1, 1))[0] == index * 10
+    cached = sorted(p.name for p in Path(sources[0].origin).parent.glob("*.png"))
+    assert cached == [f"{i:05d}.png" for i in indices]  # only the drawn rows were read
+    assert [s.id for s in resolve_image_set(f"hf:{hub_dataset}:test:4", seed=0)] == [
+        f"paintings-{i:05d}" for i in range(4)
+    ]
+    assert {s.id for s in resolve_image_set(f"hf:{hub_dataset}:train:10@1/3", 0)} < {
+        s.id for s in resolve_image_set(f"hf:{hub_dataset}:train:10@1", 0)
+    }
+
+
+def test_hf_dataset_errors_name_the_problem(hub_dataset):
+    with pytest.raises(ValueError, match="asks for 24 images but only 23"):
+        resolve_image_set(f"hf:{hub_dataset}:train:24", 0)
+    with pytest.raises(ValueError, match="no parquet files of split 'validation'"):
+        resolve_image_set(f"hf:{hub_dataset}:validation:2", 0)
+    with pytest.raises(ValueError, match="has no revision"):
+        resolve_image_set(f"hf:{hub_dataset}@abc:train:2", 0)
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
     monkeypatch.setenv("RIP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    return tmp_path / "cache" / "wikiart"
+    from rip.hub_images import WIKIART_REPO, WIKIART_REVISION
+
+    return tmp_path / "cache" / "hf" / WIKIART_REPO.replace("/", "--") / WIKIART_REVISION / "train"
 
 
-def test_wikiart_offline_without_cache_fails_fast(offline_cache):
+def test_wikiart_offline_without_cache_fails_fast(offline):
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="huggingface.co") as error:
         resolve_image_set("wikiart:3", 0)
     assert time.monotonic() - started < 5
-    assert str(offline_cache) in str(error.value)
+    assert str(offline) in str(error.value)
 
 
-def test_wikiart_cache_hit_needs_no_network(offline_cache):
-    indices = wikiart_indices(3, 5)
-    offline_cache.mkdir(parents=True)
+def test_wikiart_cache_hit_needs_no_network(offline):
+    offline.mkdir(parents=True)
+    (offline / "manifest.json").write_text(json.dumps({"files": ["data/a.parquet"], "rows": [81_444], "features": {}}))
+    indices = sorted(np.random.default_rng(5).choice(81_444, size=3, replace=False).tolist())
     for index in indices:
-        Image.new("RGB", (30, 20), (index % 256, 0, 0)).save(offline_cache / f"{index:05d}.png")
+        Image.new("RGB", (30, 20), (index % 256, 0, 0)).save(offline / f"{index:05d}.png")
+        (offline / f"{index:05d}.json").write_text(json.dumps({"style": "Cubism"}))
     sources = resolve_image_set("wikiart:3", 5)
     assert [s.id for s in sources] == [f"wikiart-{i:05d}" for i in indices]
-    assert all(SAFE_ID.fullmatch(s.id) for s in sources)
+    assert all(SAFE_ID.fullmatch(s.id) for s in sources) and sources[0].labels == (("style", "Cubism"),)
     arrays = load_images(sources, 30)
     assert [rgb_at(a, 15, 15)[0] for a in arrays] == [i % 256 for i in indices]
-
-
-def test_wikiart_download_reads_only_wanted_rows(tmp_path):
-    shards = tmp_path / "shards"
-    shards.mkdir()
-    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    for shard, rows in enumerate([range(0, 7), range(7, 10), range(10, 23)]):
-        cells = []
-        for index in rows:
-            buffer = io.BytesIO()
-            Image.new("RGB", (6, 4), (index * 10, 0, 0)).save(buffer, format="JPEG", quality=100)
-            cells.append({"bytes": buffer.getvalue(), "path": f"{index}.jpg"})
-        table = pa.table({"image": pa.array(cells, type=image_type), "style": list(rows)})
-        pq.write_table(table, shards / f"train-{shard:05d}-of-00003.parquet", row_group_size=3)
-    cache = tmp_path / "cache"
-    wanted = [0, 5, 7, 8, 9, 21, 22]
-    images._download_wikiart(wanted, cache, fsspec.filesystem("file"), str(shards / "*.parquet"))
-    assert sorted(p.name for p in cache.iterdir()) == [f"{i:05d}.png" for i in wanted]
-    for index in wanted:
-        saved = Image.open(cache / f"{index:05d}.png")
-        assert saved.mode == "RGB" and saved.size == (6, 4)
-        assert abs(saved.getpixel((3, 2))[0] - index * 10) <= 3
-    with pytest.raises(ValueError, match="23"):
-        images._download_wikiart([23], cache, fsspec.filesystem("file"), str(shards / "*.parquet"))
 
 
 def test_source_image_is_frozen():
@@ -302,3 +348,16 @@ def test_source_image_is_frozen():
     with pytest.raises(AttributeError):
         source.id = "other"
     assert source.load().size == (512, 512)
+
+
+def test_pad_color_and_resample_are_conditions():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 60, 3), dtype=np.uint8))
+    white = letterbox(image, 40)
+    black = letterbox(image, 40, pad_color="black")
+    grey = letterbox(image, 40, pad_color="#808080")
+    assert rgb_at(white, 0, 0) == (255, 255, 255) and rgb_at(black, 0, 0) == (0, 0, 0)
+    assert rgb_at(grey, 39, 39) == (128, 128, 128)
+    assert (white[10:30] == black[10:30]).all()  # the content rows (20 of 40) are the same
+    nearest = letterbox(image, 40, resample="nearest")
+    assert (nearest[10:30] == np.asarray(image.resize((40, 20), Image.Resampling.NEAREST))).all()
+    assert not (nearest[10:30] == white[10:30]).all()

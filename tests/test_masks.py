@@ -2,6 +2,7 @@ import numpy as np
 
 from rip.config import RunConfig
 from rip.masks import Square, mask_schedule, square_for
+from rip.seeding import derive_seed
 
 
 def test_square_array_covers_exactly_one_square():
@@ -39,3 +40,40 @@ def test_shuffle_visits_every_square_once_per_pass():
 def test_scan_goes_row_by_row():
     config = RunConfig(mask=256, mask_order="scan")
     assert [(s.row, s.col) for s in mask_schedule(config, "x")[:5]] == [(0, 0), (0, 1), (1, 0), (1, 1), (0, 0)]
+
+
+def _index(square, per_side):
+    return square.row * per_side + square.col
+
+
+def test_mask_sizes_draw_independently_unless_common():
+    """Under `common`, the 128-px square is a function of the 64-px one (numpy masks the same
+    bits): a hidden paired design. By default every condition enters the draw."""
+    for random_numbers, is_function in (("independent", False), ("common", True)):
+        small = RunConfig(mask=64, random_numbers=random_numbers)
+        large = RunConfig(mask=128, random_numbers=random_numbers)
+        mapping = {}
+        consistent = True
+        for iteration in range(400):
+            key = _index(square_for(small, "img", iteration), 8)
+            value = _index(square_for(large, "img", iteration), 4)
+            consistent &= mapping.setdefault(key, value) == value
+        assert consistent is is_function, random_numbers
+
+
+def test_every_condition_enters_the_draw_but_not_what_is_measured():
+    base = RunConfig(mask=64)
+    schedule = mask_schedule(base, "a")
+    for changed in (dict(paste_back=True), dict(size=256), dict(model="telea"), dict(pad_color="black")):
+        assert mask_schedule(RunConfig(mask=64, **changed), "a")[:20] != schedule[:20], changed
+    for same in (dict(percent=200), dict(metrics=("ssim",)), dict(batch_size=1), dict(experiment="x"), dict(images="y")):
+        assert mask_schedule(RunConfig(mask=64, **same), "a")[:10] == schedule[:10], same
+    common = RunConfig(mask=64, random_numbers="common")
+    assert mask_schedule(common, "a") == mask_schedule(RunConfig(mask=64, paste_back=True, random_numbers="common"), "a")
+
+
+def test_runs_recorded_before_random_numbers_existed_resume_with_common_draws():
+    legacy = RunConfig.from_json(RunConfig(mask=64).to_json().replace('"random_numbers": "independent", ', ""))
+    assert legacy.random_numbers == "common"
+    index = int(np.random.default_rng(derive_seed(0, "a", 3, "square")).integers(64))  # the old key
+    assert square_for(legacy, "a", 3) == Square(*divmod(index, 8), 64)

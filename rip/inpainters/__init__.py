@@ -37,8 +37,10 @@ def load_inpainter(config, device: str):
         strength=config.strength,
         prompt=config.prompt,
         paste_back=config.paste_back,
+        skip_unconditional_guidance=config.skip_guidance,
     )
     if config.model == "tiny":
+        from rip.inpainters.diffusion import resolve_dtype
         from rip.inpainters.tiny import build_tiny_pipeline
 
         pipeline = build_tiny_pipeline()
@@ -46,8 +48,10 @@ def load_inpainter(config, device: str):
             replace_scheduler(pipeline, config.scheduler)
         tags = {TINY_TAG: "true: a randomly initialised tiny pipeline, for tests and smoke runs"}
         return DiffusionInpainter(
-            pipeline.to(device), name="tiny", revision="tiny-seed0", tags=tags, **options
+            pipeline.to(device, resolve_dtype(config.dtype, device)), name="tiny", revision="tiny-seed0", tags=tags,
+            **options,
         )
     return DiffusionInpainter.from_pretrained(
-        config.model, device=device, scheduler=config.scheduler, **options
+        config.model, device=device, dtype=config.dtype, scheduler=config.scheduler,
+        safety_checker=config.safety_checker, **options,
     )
