@@ -183,7 +183,7 @@ def _coerce(key: str, value):
 def _inpainter_key(config: RunConfig) -> tuple:
     """What load_inpainter builds the model from: equal keys can share one loaded inpainter."""
     return (config.model, config.steps, config.guidance, config.strength, config.prompt, config.paste_back,
-            config.scheduler, config.device)
+            config.scheduler, config.device, config.dtype, config.skip_guidance, config.safety_checker)
 
 
 @click.command()

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from rip.config import RunConfig
 from rip.engine import Checkpoint, Event
@@ -21,6 +22,7 @@ from rip.tuning.space import SearchSpace, uses_diffusion
 from rip.tuning.tracking import RETRY_TAG, WORKER_TAG, SearchTracker
 
 RUN_ATTR = "rip.mlflow_run_id"  # user attribute: the MLflow run of a trial (or of the study)
+REUSED_ATTR = "rip.reused_from"  # user attribute: the completed trial whose configuration and value a trial reused
 RETRY_ATTR = "rip.retry_of"  # user attribute of a retried trial: the trial whose worker died
 WORKER_ATTR = "rip.worker"
 
@@ -122,12 +124,17 @@ class Backends:
             strength=config.strength,
             prompt=config.prompt,
             paste_back=config.paste_back,
+            skip_unconditional_guidance=config.skip_guidance,
         )
 
 
 @dataclass
 class Objective:
-    """Optuna's objective: run the trial's configuration under the study run and return its value."""
+    """Optuna's objective: run the trial's configuration under the study run and return its value.
+
+    A configuration that a completed trial already ran is not run again: the trial takes over that
+    trial's value and run (`REUSED_ATTR` names it) and creates no MLflow run of its own.
+    """
 
     space: SearchSpace
     base: RunConfig
@@ -142,6 +149,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = self.space.suggest(trial, self.base)
+        done = self._completed_with(config, trial.study)
+        if done is not None:
+            return self._reuse(trial, done)
         tags = {WORKER_TAG: worker_id()}
         if RETRY_ATTR in trial.user_attrs:
             tags[RETRY_TAG] = str(trial.user_attrs[RETRY_ATTR])
@@ -171,3 +181,19 @@ class Objective:
         value = self.target.value(reporter.curve)
         self.tracker.close_trial_run(run_id, "COMPLETE", value, self.study_run_id, trial.number)
         return value
+
+    def _completed_with(self, config: RunConfig, study: optuna.Study) -> FrozenTrial | None:
+        """The completed trial of `study` that ran `config`, if any."""
+        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if REUSED_ATTR not in other.user_attrs and dataclasses.replace(self.base, **other.params) == config:
+                return other
+        return None
+
+    def _reuse(self, trial: optuna.Trial, done: FrozenTrial) -> float:
+        """`done`'s value for `trial`, which proposes the same configuration; nothing is computed."""
+        trial.set_user_attr(REUSED_ATTR, done.number)
+        trial.set_user_attr(RUN_ATTR, done.user_attrs.get(RUN_ATTR))
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        retrying, client = self.tracker.retrying, self.tracker.client
+        retrying(client.log_metric, self.study_run_id, "trial_value", done.value, step=trial.number)
+        return done.value
