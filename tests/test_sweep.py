@@ -28,12 +28,12 @@ def test_the_studys_two_experiments():
     replication = expand(load_preset(PRESETS / "replication.yaml"))
     assert [c.mask for c in replication] == [64, 128, 256]
     for config in replication:
-        assert (config.images, config.seed, config.percent, config.step, config.size) == ("wikiart:100", 0, 400, 50, 512)
+        assert (config.images, config.seed, config.percent, config.step, config.size) == ("wikiart:100@0", 0, 400, 50, 512)
         assert config.model == DEFAULTS.model and config.metrics == ("lpips-alex", "lpips-vgg", "lpips-squeeze")
     variability = expand(load_preset(PRESETS / "variability.yaml"))
     assert len(variability) == 30
     assert {(c.mask, c.seed) for c in variability} == {(m, s) for m in (64, 128, 256) for s in range(10)}
-    assert {c.images for c in variability} == {"wikiart:10@0"}  # the same ten images for every seed
+    assert {c.images for c in variability} == {"wikiart:100@0/10"}  # ten of the replication's hundred, the same for every seed
     demo = expand(load_preset(PRESETS / "demo.yaml"))
     assert len(demo) == 4 and {c.model for c in demo} == {"telea"}
     check(replication + variability + demo, resolve_images=False)
@@ -94,7 +94,7 @@ def test_dry_run_lists_every_configuration():
     result = CliRunner().invoke(sweep, [str(PRESETS / "variability"), "--dry-run", "--set", "mask=[64, 128]"])
     assert result.exit_code == 0, result.output
     assert "20 configuration(s)" in result.output and "all configurations are valid" in result.output
-    assert "30. " not in result.output and "20. mask=128 images=wikiart:10@0 seed=9" in result.output
+    assert "30. " not in result.output and "20. mask=128 images=wikiart:100@0/10 seed=9" in result.output
 
 
 @pytest.mark.slow
