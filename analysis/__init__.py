@@ -1,8 +1,9 @@
 """Tracking-server runs -> tidy frames -> the study's figures, tables and statistics.
 
-    from analysis import load_results, mean_std_figure
+    from analysis import load_results, mean_std_figure, save, verdicts
     frame = load_results("http://127.0.0.1:5000", experiments=["rip-replication"])
-    mean_std_figure(frame).savefig("mean_std.png")
+    save(mean_std_figure(frame), "figures/mean_std.png")  # and .svg, .pdf
+    verdicts(frame)                                          # the study's findings, tested
 
 Names are imported on first use, so `rip --help` does not pay for matplotlib and scipy.
 """
@@ -10,13 +11,15 @@ Names are imported on first use, so `rip --help` does not pay for matplotlib and
 import importlib
 
 _EXPORTS = {
-    "analysis.figures": ("filmstrip_figure", "mean_std_figure", "properties_figure", "scatter_figure",
-                         "variability_figure"),
+    "analysis.figures": ("filmstrip_figure", "label_figure", "mean_std_figure", "properties_figure", "save",
+                         "scatter_figure", "variability_figure"),
+    "analysis.labels": ("label_breakdown", "label_tests"),
     "analysis.load": ("AnalysisError", "load_results", "load_runs", "load_values"),
     "analysis.report": ("write_report",),
     "analysis.statistics": ("fit_saturation", "paired_tests", "property_correlations", "saturation_fits",
                             "stability_ranking"),
     "analysis.summary": ("summary_table", "to_markdown"),
+    "analysis.verdicts": ("verdicts",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -21,7 +21,7 @@ h3 { font-size: 1.1em; margin-top: 1.5em; }
 table { border-collapse: collapse; font-size: .8em; margin: .5em 0 1em; display: block; overflow-x: auto; }
 th, td { border: 1px solid #ddd; padding: .2em .5em; text-align: right; } th { background: #f4f4f4; }
 td.text, th.text { text-align: left; }
-tr.holds td.verdict { color: #1a7f37; font-weight: 600; } tr.fails td.verdict { color: #b3261e; font-weight: 600; }
+td.verdict { white-space: nowrap; } tr.holds td.verdict { color: #1a7f37; font-weight: 600; } tr.fails td.verdict { color: #b3261e; font-weight: 600; }
 figure { margin: 1em 0; } figure img { max-width: 100%; } figcaption { font-size: .85em; color: #555; }
 code { background: #f4f4f4; padding: 0 .2em; }
 """
