@@ -1,0 +1,582 @@
+"""Throughput of recursive inpainting on Stable Diffusion 2 inpainting's architecture, GPU or CPU.
+
+    python benchmarks/bench_gpu.py --random-sd2 --output bench-gpu        # one H100/H200: ~5 min
+    python benchmarks/bench_gpu.py --model stabilityai/stable-diffusion-2-inpainting --output bench-gpu
+    python benchmarks/bench_gpu.py --random-sd2 --scale 10 --size 64 --steps 2 --iterations 2 \\
+        --batch-sizes 1,2 --checkpoint-every 1 --metrics ssim --tracking-uri none   # CPU smoke test
+
+`--random-sd2` builds the published architecture (866M-parameter UNet, 84M VAE, 340M text
+encoder) with random weights from the configuration files in benchmarks/sd2_inpainting/, saves it
+with `save_pretrained` and loads it back through `rip.inpainters.load_inpainter`, the users' path.
+`--scale S` divides every channel width by S (rounded to a multiple of 32, at least 32) and keeps
+the block structure, layer counts, 64-wide attention heads where widths allow, and the 49,408-token
+vocabulary. Its images are meaningless; its shapes and FLOPs are those of the real model at scale 1.
+
+Variants, each over the same images, masks and seeds, `--iterations` inpaintings per image:
+
+- naive: the loop a diffusers user writes: one pipeline call per iteration, the pipeline's own
+  guidance (7.5 with an empty prompt: the UNet runs at batch 2), PIL images in and out, one image;
+- engine, batch B: `RecursiveInpainting` + the `DiffusionInpainter` that `load_inpainter` builds,
+  B images per call (guidance skipped: same result, half the UNet work), B images;
+- engine + compile: at the largest batch, when `RunConfig` offers a boolean `compile` option.
+
+Every iteration is a checkpoint of the engine (so that each iteration's output can be compared
+with the naive loop's), but metrics and logging (PNG encoding, then one artifact and one metric
+batch to an MLflow store) run every `--checkpoint-every` iterations: 32 by default, the study's
+50 % at mask 64 on 512 px. A first untimed pass of one iteration per image absorbs start-up
+(allocation, autotuning, compilation). Forward hooks with `torch.cuda.synchronize` (perf_counter
+on a CPU) time the UNet, VAE encoder and decoder and text encoder; "host" is the wall time left
+(pre/post-processing, scheduler, event handling). The synchronisation stops the host from
+queueing work ahead of the device, so GPU rates are lower bounds. FLOPs are counted with
+`torch.utils.flop_counter.FlopCounterMode` on one UNet forward, one VAE encode, one VAE decode
+and one text encoding at the run's size, and multiplied by the samples each module saw.
+Results go to OUTPUT/bench_gpu.json and OUTPUT/bench_gpu.md.
+"""
+
+import argparse
+import dataclasses
+import importlib
+import io
+import itertools
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import CLIPTokenizer
+
+from rip.config import RunConfig
+from rip.engine import Checkpoint, ImageFailed, ImageTask, RecursiveInpainting, to_tensor
+from rip.images import load_images, resolve_image_set
+from rip.inpainters import load_inpainter, resolve_device
+from rip.inpainters.tiny import _bytes_to_unicode
+from rip.masks import square_for
+from rip.metrics import load_metrics
+from rip.seeding import derive_seed
+
+SD2_CONFIGS = Path(__file__).resolve().parent / "sd2_inpainting"
+STUDIES = {"replication": 33_600, "variability": 33_600}  # inpaintings of each study
+H100_SXM_BF16_DENSE_TFLOPS = 989.0
+MODULES = ("unet", "vae_encode", "vae_decode", "text_encoder")
+SPLIT = (*MODULES, "metrics", "logging", "host")
+GIB = 2**30
+
+
+# -- the architecture ---------------------------------------------------------------------------
+
+def scaled_width(width: int, scale: int) -> int:
+    """`width` / `scale`, rounded to a multiple of 32 (the group-norm groups), at least 32."""
+    return max(32, 32 * round(width / scale / 32))
+
+
+def attention_heads(width: int) -> int:
+    """SD2's 64-wide heads where `width` allows: the most heads of width >= 64 that divide it."""
+    return next(heads for heads in range(max(1, width // 64), 0, -1) if width % heads == 0)
+
+
+def scaled_configs(scale: int) -> dict[str, dict]:
+    """The configuration of each component, every channel width divided by `scale`."""
+    configs = {name: json.loads((SD2_CONFIGS / name / "config.json").read_text())
+               for name in ("unet", "vae", "text_encoder")}
+    configs["scheduler"] = json.loads((SD2_CONFIGS / "scheduler" / "scheduler_config.json").read_text())
+    if scale == 1:
+        return configs
+    unet, vae, text = configs["unet"], configs["vae"], configs["text_encoder"]
+    text["hidden_size"] = scaled_width(text["hidden_size"], scale)
+    text["intermediate_size"] = 4 * text["hidden_size"]
+    text["num_attention_heads"] = attention_heads(text["hidden_size"])
+    text["projection_dim"] = scaled_width(text["projection_dim"], scale)
+    unet["block_out_channels"] = [scaled_width(width, scale) for width in unet["block_out_channels"]]
+    unet["attention_head_dim"] = [attention_heads(width) for width in unet["block_out_channels"]]  # diffusers: heads
+    unet["cross_attention_dim"] = text["hidden_size"]
+    vae["block_out_channels"] = [scaled_width(width, scale) for width in vae["block_out_channels"]]
+    return configs
+
+
+def byte_tokenizer(vocab_size: int) -> CLIPTokenizer:
+    """A byte-level CLIP tokenizer (no merges) padded to `vocab_size`, BOS and EOS at the end as in CLIP."""
+    characters = _bytes_to_unicode()
+    tokens = characters + [char + "</w>" for char in characters]
+    tokens += [f"<|unused{index}|>" for index in range(vocab_size - len(tokens) - 2)]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={token: index for index, token in enumerate(tokens)}, merges=[], model_max_length=77)
+
+
+def build_random_sd2(scale: int = 1, seed: int = 0):
+    """SD2 inpainting's pipeline with random weights, from benchmarks/sd2_inpainting/ (see --scale)."""
+    index = json.loads((SD2_CONFIGS / "model_index.json").read_text())
+    configs = scaled_configs(scale)
+    components = {}
+    for name, (library, class_name) in ((k, v) for k, v in index.items() if not k.startswith("_")
+                                        and isinstance(v, list)):
+        if class_name is None:
+            components[name] = None
+        elif name == "tokenizer":
+            components[name] = byte_tokenizer(configs["text_encoder"]["vocab_size"])
+        else:
+            cls = getattr(importlib.import_module(library), class_name)
+            torch.manual_seed(seed)
+            config = configs[name]
+            components[name] = cls(cls.config_class.from_dict(config)) if library == "transformers" \
+                else cls.from_config(config)
+    pipeline_class = getattr(importlib.import_module("diffusers"), index["_class_name"])
+    return pipeline_class(**components, requires_safety_checker=index["requires_safety_checker"])
+
+
+def parameter_counts(pipeline) -> dict[str, int]:
+    return {name: sum(p.numel() for p in getattr(pipeline, name).parameters())
+            for name in ("unet", "vae", "text_encoder")}
+
+
+# -- counting FLOPs -----------------------------------------------------------------------------
+
+def count_flops(function: Callable[[], object]) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        function()
+    return counter.get_total_flops()
+
+
+def module_flops(pipeline, size: int) -> dict[str, int]:
+    """FLOPs of one sample through each module at `size` px."""
+    unet, vae, text_encoder = pipeline.unet, pipeline.vae, pipeline.text_encoder
+    options = dict(device=unet.device, dtype=unet.dtype)
+    latent = size // pipeline.vae_scale_factor
+    tokens = torch.zeros(1, pipeline.tokenizer.model_max_length, dtype=torch.long, device=text_encoder.device)
+    context = torch.zeros(1, tokens.shape[1], unet.config.cross_attention_dim, **options)
+    return {
+        "unet": count_flops(lambda: unet(torch.randn(1, unet.config.in_channels, latent, latent, **options),
+                                         torch.tensor([999], device=unet.device), encoder_hidden_states=context)),
+        "vae_encode": count_flops(lambda: vae.encode(torch.randn(1, 3, size, size, **options))),
+        "vae_decode": count_flops(lambda: vae.decode(torch.randn(1, vae.config.latent_channels, latent, latent,
+                                                                 **options))),
+        "text_encoder": count_flops(lambda: text_encoder(tokens)),
+    }
+
+
+# -- timing -------------------------------------------------------------------------------------
+
+class Stopwatch:
+    """Seconds, calls and samples of module calls (forward hooks) and of timed blocks."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: Counter = Counter()
+        self.samples: Counter = Counter()
+        self._starts: dict[str, float] = {}
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+        self.samples.clear()
+
+    @contextmanager
+    def timing(self, name: str) -> Iterator[None]:
+        self.sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sync()
+            self.seconds[name] += time.perf_counter() - start
+            self.calls[name] += 1
+
+    def attach(self, pipeline) -> None:
+        """Time the pipeline's UNet, VAE encoder and decoder and text encoder from now on.
+
+        Attach before a module is compiled: the hooks stay outside the compiled graphs.
+        """
+        modules = {"unet": pipeline.unet, "vae_encode": pipeline.vae.encoder,
+                   "vae_decode": pipeline.vae.decoder, "text_encoder": pipeline.text_encoder}
+        for name, module in modules.items():
+            module.register_forward_pre_hook(torch.compiler.disable(self._before(name)), with_kwargs=True)
+            module.register_forward_hook(torch.compiler.disable(self._after(name)), with_kwargs=True)
+
+    def _before(self, name: str):
+        def hook(module, args, kwargs):
+            first = args[0] if args else next(value for value in kwargs.values() if torch.is_tensor(value))
+            self.samples[name] += first.shape[0]
+            self.sync()
+            self._starts[name] = time.perf_counter()
+        return hook
+
+    def _after(self, name: str):
+        def hook(module, args, kwargs, output):
+            self.sync()
+            self.seconds[name] += time.perf_counter() - self._starts.pop(name)
+            self.calls[name] += 1
+        return hook
+
+
+class Measurements:
+    """Metrics and logging at every `every`-th iteration (0 included), as a study run does them."""
+
+    def __init__(self, metrics, stopwatch: Stopwatch, every: int, folder: Path, client=None, run_id: str = ""):
+        self.metrics = metrics
+        self.stopwatch = stopwatch
+        self.every = every
+        self.folder = folder
+        self.client = client
+        self.run_id = run_id
+
+    def __call__(self, image_id: str, iteration: int, original: np.ndarray, image: np.ndarray) -> None:
+        if iteration % self.every:
+            return
+        with self.stopwatch.timing("metrics"):
+            values = {metric.key: float(metric(to_tensor([original]), to_tensor([image]))[0])
+                      for metric in self.metrics}
+        with self.stopwatch.timing("logging"):
+            self.log(image_id, iteration, values, image)
+
+    def log(self, image_id: str, iteration: int, values: dict[str, float], image: np.ndarray) -> None:
+        """What a run records per checkpoint: the PNG in the spool, then the artifact, then the metrics."""
+        png = self.folder / image_id / f"{iteration:04d}.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        png.write_bytes(buffer.getvalue())
+        if self.client is not None:
+            from mlflow.entities import Metric
+
+            self.client.log_artifact(self.run_id, str(png), f"generations/{image_id}")
+            timestamp = int(time.time() * 1000)
+            self.client.log_batch(self.run_id, metrics=[Metric(key, value, timestamp, iteration)
+                                                        for key, value in values.items()])
+
+
+# -- the loops ----------------------------------------------------------------------------------
+
+def naive_loop(pipeline, config: RunConfig, tasks: list[ImageTask], measure: Measurements) -> dict[tuple, np.ndarray]:
+    """One pipeline call per iteration, default guidance, PIL in and out; same squares and seeds as the engine."""
+    outputs = {}
+    for task in tasks:
+        current = Image.fromarray(task.original)
+        measure(task.image_id, 0, task.original, task.original)
+        for iteration in range(config.total_iterations):
+            mask = square_for(config, task.image_id, iteration).to_array(config.size)
+            seed = derive_seed(config.seed, task.image_id, iteration, "noise", config.draw_key)
+            current = pipeline(
+                prompt="", image=current, mask_image=Image.fromarray(mask.astype(np.uint8) * 255),
+                height=config.size, width=config.size, num_inference_steps=config.steps,
+                generator=torch.Generator("cpu").manual_seed(seed),
+            ).images[0]
+            outputs[task.image_id, iteration + 1] = np.asarray(current)
+            measure(task.image_id, iteration + 1, task.original, outputs[task.image_id, iteration + 1])
+    return outputs
+
+
+def engine_loop(inpainter, config: RunConfig, tasks: list[ImageTask], measure: Measurements) -> dict[tuple, np.ndarray]:
+    """The engine, a checkpoint every iteration and no metrics of its own; failures are raised."""
+    originals = {task.image_id: task.original for task in tasks}
+    outputs = {}
+    for event in RecursiveInpainting(config, inpainter, [], progress=False).run(tasks):
+        if isinstance(event, ImageFailed):
+            raise RuntimeError(f"the engine failed {event.image_id} at iteration {event.iteration}: {event.reason}")
+        if isinstance(event, Checkpoint):
+            if event.iteration:
+                outputs[event.image_id, event.iteration] = event.image
+            measure(event.image_id, event.iteration, originals[event.image_id], event.image)
+    return outputs
+
+
+@dataclasses.dataclass
+class Variant:
+    name: str
+    loop: Callable
+    model: object  # the pipeline (naive) or the inpainter (engine)
+    config: RunConfig
+    tasks: list[ImageTask]
+
+    @property
+    def pipeline(self):
+        return getattr(self.model, "pipeline", self.model)
+
+    def fresh_tasks(self, iterations: int | None = None) -> tuple[RunConfig, list[ImageTask]]:
+        config = self.config if iterations is None else dataclasses.replace(self.config, percent=25 * iterations)
+        return config, [ImageTask(task.image_id, task.original) for task in self.tasks]
+
+
+def run_variant(variant: Variant, stopwatch: Stopwatch, measure: Measurements, device: str) -> dict:
+    """One timed pass of `variant`: wall time, its split, and each iteration's output."""
+    config, tasks = variant.fresh_tasks()
+    stopwatch.reset()
+    memory_before = 0
+    if device.startswith("cuda"):
+        stopwatch.sync()
+        torch.cuda.reset_peak_memory_stats()
+        memory_before = torch.cuda.memory_allocated()
+    with stopwatch.timing("wall"):
+        outputs = variant.loop(variant.model, config, tasks, measure)
+    peak = torch.cuda.max_memory_allocated() - memory_before + weight_bytes(variant.pipeline) \
+        if device.startswith("cuda") else None
+    return dict(seconds=dict(stopwatch.seconds), calls=dict(stopwatch.calls), samples=dict(stopwatch.samples),
+                outputs=outputs, peak_bytes=peak, inpaintings=len(tasks) * config.total_iterations)
+
+
+def weight_bytes(pipeline) -> int:
+    return sum(tensor.numel() * tensor.element_size()
+               for name in ("unet", "vae", "text_encoder")
+               for tensor in itertools.chain(getattr(pipeline, name).parameters(), getattr(pipeline, name).buffers()))
+
+
+# -- results ------------------------------------------------------------------------------------
+
+def summarise(name: str, run: dict, reference: dict, flops: dict[str, int], peak_tflops: float,
+              iterations: int) -> dict:
+    """One variant's figures from its timed pass; `reference` is the naive loop's outputs."""
+    seconds, samples = run["seconds"], run["samples"]
+    wall = seconds["wall"]
+    split = {part: seconds.get(part, 0.0) for part in SPLIT if part != "host"}
+    split["host"] = wall - sum(split.values())
+    counted = sum(samples.get(module, 0) * flops[module] for module in MODULES)
+    rate = run["inpaintings"] / wall
+    first = next(iter(dict.fromkeys(image_id for image_id, _ in reference)))
+    differences = [int(np.abs(run["outputs"][first, i].astype(np.int16) - reference[first, i]).max())
+                   for i in range(1, iterations + 1)]
+    return dict(
+        variant=name, inpaintings=run["inpaintings"], seconds=wall, inpaintings_per_s=rate,
+        unet_calls=run["calls"].get("unet", 0), samples={module: samples.get(module, 0) for module in MODULES},
+        split_seconds=split, split_percent={part: 100 * value / wall for part, value in split.items()},
+        tflop=counted / 1e12, tflops=counted / wall / 1e12, mfu=counted / wall / 1e12 / peak_tflops,
+        peak_memory_gib=None if run["peak_bytes"] is None else run["peak_bytes"] / GIB,
+        max_difference_per_iteration=differences, max_difference=max(differences),
+        projected_hours={study: count / rate / 3600 for study, count in STUDIES.items()},
+    )
+
+
+def markdown(results: list[dict], skipped: dict[str, str]) -> str:
+    header = ("| variant | inpaintings/s | UNet calls | UNet | VAE enc | VAE dec | text | host | metrics | logging "
+              "| TFLOP/s | MFU | peak GiB | max Δ uint8 | replication h | variability h |")
+    lines = [header, "|---" + "|---:" * 15 + "|"]
+    for r in results:
+        p = r["split_percent"]
+        memory = "–" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.1f}"
+        lines.append(
+            f"| {r['variant']} | {r['inpaintings_per_s']:.3g} | {r['unet_calls']} | {p['unet']:.0f} % "
+            f"| {p['vae_encode']:.0f} % | {p['vae_decode']:.0f} % | {p['text_encoder']:.1f} % | {p['host']:.0f} % "
+            f"| {p['metrics']:.1f} % | {p['logging']:.1f} % | {r['tflops']:.3g} | {100 * r['mfu']:.2g} % | {memory} "
+            f"| {r['max_difference']} | {r['projected_hours']['replication']:.3g} "
+            f"| {r['projected_hours']['variability']:.3g} |"
+        )
+    lines += [f"| {name} | skipped: {why} |" + " |" * 15 for name, why in skipped.items()]
+    return "\n".join(lines) + "\n"
+
+
+# -- the command --------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--random-sd2", action="store_true", help="SD2 inpainting's architecture, random weights")
+    model.add_argument("--model", help="a diffusers inpainting model id or folder (real weights)")
+    parser.add_argument("--scale", type=int, default=1, help="--random-sd2: divide every channel width by this")
+    parser.add_argument("--size", type=int, default=512, help="image side in pixels")
+    parser.add_argument("--steps", type=int, default=50, help="num_inference_steps")
+    parser.add_argument("--iterations", type=int, default=32, help="inpaintings per image in every variant")
+    parser.add_argument("--batch-sizes", default="1,4,16,32", help="engine variants (B images, B per call)")
+    parser.add_argument("--checkpoint-every", type=int, default=32, help="iterations between metrics and logging")
+    parser.add_argument("--metrics", default="ssim,stlpips-alex", help="measured at every checkpoint")
+    parser.add_argument("--device", default="auto", help="auto, cuda, cpu or mps")
+    parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA, else fp32), fp32, fp16 or bf16")
+    parser.add_argument("--peak-tflops", type=float, default=H100_SXM_BF16_DENSE_TFLOPS,
+                        help="the device's peak, for MFU (default: H100 SXM, bf16/fp16 dense)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed passes, alternating order; the fastest counts")
+    parser.add_argument("--tracking-uri", default="",
+                        help="MLflow store for logging (default: a new SQLite store; none: PNG encoding only)")
+    parser.add_argument("--output", type=Path, default=Path("bench-gpu"), help="folder for the JSON and Markdown")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default: torch's own; 1 on a CPU others share)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.batch_sizes = sorted({int(size) for size in args.batch_sizes.split(",")})
+    if args.scale < 1 or args.iterations < 1 or args.checkpoint_every < 1 or min(args.batch_sizes) < 1:
+        parser.error("--scale, --iterations, --checkpoint-every and --batch-sizes must be positive")
+    return args
+
+
+def make_config(args: argparse.Namespace, model: str) -> RunConfig:
+    """Half-size squares: one iteration = 25 %, so every iteration is a checkpoint of the engine."""
+    return RunConfig(
+        model=model, size=args.size, mask=args.size // 2, step=25, percent=25 * args.iterations, steps=args.steps,
+        metrics=tuple(name.strip() for name in args.metrics.split(",") if name.strip()), dtype=args.dtype,
+        device=args.device, seed=args.seed, batch_size=1,
+    ).validate()
+
+
+def make_tasks(config: RunConfig, count: int) -> list[ImageTask]:
+    """`count` images: the sample photographs, repeated under new ids when more are needed."""
+    sources = resolve_image_set("sample", config.seed)
+    originals = load_images(sources, config.size)
+    return [ImageTask(sources[i % len(sources)].id + (f"-{i // len(sources)}" if i >= len(sources) else ""),
+                      originals[i % len(sources)]) for i in range(count)]
+
+
+def compile_unavailable(device: str) -> str:
+    """Why no compile variant runs, or '' when the engine offers one."""
+    field = next((f for f in dataclasses.fields(RunConfig) if f.name == "compile"), None)
+    if field is None:
+        return "RunConfig has no compile option yet"
+    if not isinstance(field.default, bool):
+        return f"RunConfig.compile is not a boolean option (default {field.default!r})"
+    if not device.startswith("cuda"):
+        return "compile is measured on CUDA only"
+    return ""
+
+
+def load_model(args: argparse.Namespace, folder: Path, device: str) -> tuple[RunConfig, object, dict]:
+    """The run's configuration, its inpainter (loaded by `load_inpainter`) and how long that took."""
+    timings = {}
+    model = args.model
+    if args.random_sd2:
+        start = time.perf_counter()
+        pipeline = build_random_sd2(args.scale, args.seed)
+        timings["build_seconds"] = time.perf_counter() - start
+        model = str(folder / "sd2-inpainting-random")
+        start = time.perf_counter()
+        pipeline.save_pretrained(model)
+        timings["save_seconds"] = time.perf_counter() - start
+        del pipeline
+    config = make_config(args, model)
+    start = time.perf_counter()
+    inpainter = load_inpainter(config, device)
+    timings["load_seconds"] = time.perf_counter() - start
+    return config, inpainter, timings
+
+
+def tracking(uri: str, folder: Path):
+    """An MLflow client and a run to log into, or (None, '') for `none`."""
+    if uri == "none":
+        return None, ""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri or f"sqlite:///{folder / 'mlflow.db'}")
+    location = None if uri else (folder / "artifacts").as_uri()
+    experiment = client.create_experiment(f"bench-gpu-{time.time_ns()}", artifact_location=location)
+    return client, client.create_run(experiment).info.run_id
+
+
+def machine(device: str) -> dict:
+    import diffusers
+    import transformers
+
+    info = dict(platform=platform.platform(), cpus=os.cpu_count(), torch=torch.__version__,
+                diffusers=diffusers.__version__, transformers=transformers.__version__, device=device,
+                threads=torch.get_num_threads(), load_average=os.getloadavg()[0])
+    if device.startswith("cuda"):
+        info.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda, driver=nvidia_driver())
+    return info
+
+
+def nvidia_driver() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    started = time.perf_counter()
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        # 1. The model, loaded the users' way, and its FLOPs
+        config, inpainter, timings = load_model(args, folder, device)
+        pipeline = inpainter.pipeline
+        flops = module_flops(pipeline, config.size)
+        print(f"{device}: {pipeline.unet.dtype}, UNet {parameter_counts(pipeline)['unet'] / 1e6:.0f}M parameters, "
+              f"{flops['unet'] / 1e12:.3f} TFLOP per UNet sample at {config.size} px; "
+              + ", ".join(f"{key} {value:.1f} s" for key, value in timings.items()), flush=True)
+
+        stopwatch = Stopwatch(device)
+        stopwatch.attach(pipeline)
+
+        # 2. Variants over the same images, squares and seeds
+        tasks = make_tasks(config, max(args.batch_sizes))
+        variants = [Variant("naive", naive_loop, pipeline, config, tasks[:1])]
+        variants += [Variant(f"engine, batch {size}", engine_loop, inpainter,
+                             dataclasses.replace(config, batch_size=size), tasks[:size]) for size in args.batch_sizes]
+        skipped = {}
+        largest = max(args.batch_sizes)
+        if why := compile_unavailable(device):
+            skipped[f"engine, batch {largest}, compile"] = why
+        else:
+            compiled_config = dataclasses.replace(config, batch_size=largest, compile=True)
+            compiled = load_inpainter(compiled_config, device)
+            stopwatch.attach(compiled.pipeline)
+            variants.append(Variant(f"engine, batch {largest}, compile", engine_loop, compiled, compiled_config,
+                                    tasks[:largest]))
+
+        # 3. Start-up: one untimed iteration of every variant, metrics and logging once
+        client, run_id = tracking(args.tracking_uri, folder)
+        measure = Measurements(load_metrics(config.metrics, device), stopwatch, args.checkpoint_every,
+                               folder / "spool", client, run_id)
+        measure(tasks[0].image_id, 0, tasks[0].original, tasks[0].original)
+        startup = {}
+        for variant in variants:
+            start = time.perf_counter()
+            variant.loop(variant.model, *variant.fresh_tasks(iterations=1), lambda *_: None)
+            startup[variant.name] = time.perf_counter() - start
+
+        # 4. Timed passes, alternating order; the fastest of each variant counts
+        best = {}
+        for repeat in range(args.repeats):
+            for variant in variants if repeat % 2 == 0 else variants[::-1]:
+                run = run_variant(variant, stopwatch, measure, device)
+                print(f"  {variant.name}: {run['inpaintings'] / run['seconds']['wall']:.4g} inpaintings/s", flush=True)
+                if variant.name not in best or run["seconds"]["wall"] < best[variant.name]["seconds"]["wall"]:
+                    best[variant.name] = run
+        results = [summarise(variant.name, best[variant.name], best["naive"]["outputs"], flops, args.peak_tflops,
+                             args.iterations) for variant in variants]
+    naive_rate = results[0]["inpaintings_per_s"]
+    for result in results:
+        result["speedup_vs_naive"] = result["inpaintings_per_s"] / naive_rate
+        result["startup_seconds"] = startup[result["variant"]]
+    report = dict(
+        machine=machine(device), settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        model=dict(source=f"random SD2 inpainting, scale {args.scale}" if args.random_sd2 else args.model,
+                   dtype=str(pipeline.unet.dtype), parameters=parameter_counts(pipeline), **timings),
+        flops_per_sample=flops, studies=STUDIES, variants=results, skipped=skipped,
+        total_seconds=time.perf_counter() - started,
+    )
+    write_report(report, args.output)
+    return report
+
+
+def write_report(report: dict, output: Path) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "bench_gpu.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report["variants"], report["skipped"])
+    (output / "bench_gpu.md").write_text(table)
+    machine = report["machine"]
+    print(f"\n{machine.get('gpu', machine['platform'])}, torch {machine['torch']}, {report['model']['source']}, "
+          f"{report['model']['dtype']}; {report['total_seconds']:.0f} s in all\n")
+    print(table)
+    for result in report["variants"][1:]:
+        print(f"{result['variant']}: {result['speedup_vs_naive']:.2f}x the naive loop")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

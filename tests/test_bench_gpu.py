@@ -1,0 +1,108 @@
+"""benchmarks/bench_gpu.py on a CPU: a reduced SD2-inpainting architecture at 64 px, 2 steps (not timed)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parent.parent
+ITERATIONS = 2
+SCALE = 20
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_gpu", REPO / "benchmarks" / "bench_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def report(bench, tmp_path_factory):
+    """One smoke run: the naive loop and the engine at batch 1 and 2, one CPU thread."""
+    output = tmp_path_factory.mktemp("bench-gpu")
+    threads = torch.get_num_threads()
+    try:
+        bench.main([
+            "--random-sd2", "--scale", str(SCALE), "--size", str(SIZE), "--steps", "2",
+            "--iterations", str(ITERATIONS), "--batch-sizes", "1,2", "--checkpoint-every", "1",
+            "--metrics", "ssim", "--tracking-uri", "none", "--device", "cpu", "--threads", "1",
+            "--output", str(output),
+        ])
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads((output / "bench_gpu.json").read_text()) | {"markdown": (output / "bench_gpu.md").read_text()}
+
+
+def test_every_variant_is_reported_and_compile_is_skipped_with_a_reason(report):
+    assert [result["variant"] for result in report["variants"]] == ["naive", "engine, batch 1", "engine, batch 2"]
+    assert list(report["skipped"]) == ["engine, batch 2, compile"] and report["skipped"]["engine, batch 2, compile"]
+    for name in ("naive", "engine, batch 1", "engine, batch 2", "compile"):
+        assert name in report["markdown"]
+
+
+def test_inpaintings_unet_calls_and_time_split(report):
+    naive, batch1, batch2 = report["variants"]
+    assert [r["inpaintings"] for r in report["variants"]] == [ITERATIONS, ITERATIONS, 2 * ITERATIONS]
+    # PNDM at 2 steps calls the UNet 3 times; the naive loop's guidance doubles the samples, batch 2 halves the calls
+    assert naive["unet_calls"] == batch1["unet_calls"] == 3 * ITERATIONS
+    assert naive["samples"]["unet"] == 2 * batch1["samples"]["unet"] == batch2["samples"]["unet"]
+    assert batch2["unet_calls"] == 3 * ITERATIONS
+    for result in report["variants"]:
+        assert result["samples"]["vae_decode"] == result["inpaintings"]
+        assert sum(result["split_seconds"].values()) == pytest.approx(result["seconds"])
+        assert min(result["split_seconds"][part] for part in ("unet", "vae_decode", "metrics", "logging")) > 0
+
+
+def test_flops_agree_with_an_independent_count(bench, report):
+    flops = report["flops_per_sample"]
+    assert min(flops.values()) > 0
+    unet = UNet2DConditionModel.from_config(bench.scaled_configs(SCALE)["unet"])
+    latent = SIZE // 8
+    context = torch.zeros(1, 77, unet.config.cross_attention_dim)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        unet(torch.randn(1, 9, latent, latent), torch.tensor([1]), encoder_hidden_states=context)
+    assert flops["unet"] == counter.get_total_flops()
+    for result in report["variants"]:
+        counted = sum(result["samples"][module] * flops[module] for module in bench.MODULES)
+        assert result["tflop"] * 1e12 == pytest.approx(counted)
+        assert result["tflops"] == pytest.approx(result["tflop"] / result["seconds"])
+        assert result["mfu"] == pytest.approx(result["tflops"] / report["settings"]["peak_tflops"])
+
+
+def test_uint8_differences_per_iteration_and_projected_hours(report):
+    for result in report["variants"]:
+        differences = result["max_difference_per_iteration"]
+        assert len(differences) == ITERATIONS and all(isinstance(value, int) and value >= 0 for value in differences)
+        assert result["max_difference"] == max(differences)
+        for study, inpaintings in report["studies"].items():
+            assert result["projected_hours"][study] == pytest.approx(inpaintings / result["inpaintings_per_s"] / 3600)
+    assert report["variants"][0]["max_difference_per_iteration"] == [0] * ITERATIONS
+    assert report["studies"] == {"replication": 33_600, "variability": 33_600}
+
+
+def test_full_scale_architecture_is_sd2_inpainting(bench):
+    """Scale 1 is the published model: 866M UNet parameters; a scale keeps blocks, layers and vocabulary."""
+    full, reduced = bench.scaled_configs(1), bench.scaled_configs(SCALE)
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(full["unet"])
+    assert sum(p.numel() for p in unet.parameters()) == pytest.approx(865.9e6, rel=1e-3)
+    for name in ("down_block_types", "up_block_types", "layers_per_block", "in_channels"):
+        assert reduced["unet"][name] == full["unet"][name]
+    assert reduced["text_encoder"]["num_hidden_layers"] == 23
+    for width, heads in zip(reduced["unet"]["block_out_channels"], reduced["unet"]["attention_head_dim"]):
+        assert width % 32 == 0 and width % heads == 0
+    assert full["unet"]["attention_head_dim"] == [5, 10, 20, 20]
+
+
+def test_byte_tokenizer_has_clip_vocabulary_and_special_tokens(bench):
+    tokenizer = bench.byte_tokenizer(49408)
+    assert len(tokenizer) == 49408
+    ids = tokenizer("", padding="max_length", max_length=77).input_ids
+    assert len(ids) == 77 and ids[:2] == [49406, 49407]
