@@ -6,6 +6,7 @@ import numpy as np
 import optuna
 import pytest
 from click.testing import CliRunner
+from mlflow import MlflowClient
 from optuna.trial import FixedTrial
 
 from rip.cli import main
@@ -15,6 +16,7 @@ from rip.inpainters import load_inpainter
 from rip.masks import Square
 from rip.tuning.objective import Backends, Pruned, Reporter, Target
 from rip.tuning.pruning import MedianAtStep
+from rip.tuning.settings import SearchSettings
 from rip.tuning.space import parse_space
 from tests.conftest import random_image
 
@@ -24,8 +26,6 @@ TINY = RunConfig(model="tiny", size=64, mask=32, percent=100, step=50, metrics=(
 
 def test_default_space_is_what_the_backend_can_use():
     assert parse_space("", RunConfig(model="telea")).names == ["mask", "mask_order"]
-    with pytest.raises(ValueError, match="step 50% is not a whole number of iterations with mask 64 at size 64"):
-        parse_space("", TINY)  # the study's masks need the study's size
     study_size = RunConfig(model="tiny")
     assert parse_space("", study_size).names == ["mask", "mask_order", "steps", "strength", "paste_back", "scheduler"]
     prompted = RunConfig(model="tiny", prompt="a painting")
@@ -36,6 +36,29 @@ def test_default_space_is_what_the_backend_can_use():
         "mask=64,128,256 mask_order=random,shuffle,scan steps=10:50:log strength=0.5:1.0 "
         "paste_back=false,true scheduler=ddim,pndm,euler,euler-ancestral,dpm-solver,lms"
     )
+
+
+@pytest.mark.parametrize("size, step, masks", [(512, 50, "64,128,256"), (64, 50, "8,16,32"), (96, 50, "16,24,48"),
+                                               (80, 10, "2,4,8"), (48, 50, "8,12,24")])
+def test_default_masks_follow_the_size(size, step, masks):
+    base = dataclasses.replace(TELEA, size=size, step=step, percent=100)
+    space = parse_space("", base)
+    assert str(space).startswith(f"mask={masks} ")
+    for mask in space.values("mask", base):  # each a whole number of iterations per step
+        dataclasses.replace(base, mask=mask).validate()
+    assert str(parse_space("mask mask_order", base)) == str(space)
+
+
+def test_no_default_mask_fits_is_one_message():
+    with pytest.raises(ValueError, match="no mask divides size 64 into a whole number of iterations per step 10%"):
+        parse_space("", dataclasses.replace(TELEA, step=10))
+
+
+def test_objective_metric_takes_names_and_mlflow_keys():
+    assert SearchSettings(objective_metric="lpips_vgg").objective_metric == "lpips-vgg"
+    assert SearchSettings(objective_metric="stlpips-alex").validate().objective_metric == "stlpips-alex"
+    with pytest.raises(ValueError, match="unknown objective metric 'lpips-foo'"):
+        SearchSettings(objective_metric="lpips_foo").validate()
 
 
 def test_spec_lists_ranges_and_suggestions():
@@ -133,6 +156,8 @@ BASE_ARGS = ["tune", "--model", "telea", "--size", "64", "--mask", "32", "--perc
         (["--sampler", "grid", "--model", "tiny", "--space", "mask=16,32 steps=2:4"], "grid sampler needs lists"),
         (["--sampler", "grid", "--space", "mask=16,32", "--n-trials", "3"], "the grid has 2 points"),
         (["--space", "mask=16,32", "--objective-metric", "psnr"], "psnr is not among the measured metrics ssim"),
+        (["--space", "mask=16,32", "--objective-metric", "lpips_vgg"], "lpips-vgg is not among the measured metrics ssim"),
+        (["--step", "10"], "no mask divides size 64 into a whole number of iterations per step 10%"),
         (["--n-trials", "0"], "n_trials must be a positive integer"),
     ],
 )
@@ -144,3 +169,34 @@ def test_bad_input_fails_before_any_study_or_run(tmp_path, monkeypatch, options,
     assert fragment in result.output
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
     assert list(tmp_path.iterdir()) == []  # no study storage, no tracking store, no summary
+
+
+@pytest.mark.slow
+def test_a_proposed_configuration_of_a_completed_trial_is_not_run_again(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RIP_SPOOL", str(tmp_path / "spool"))
+    tracking, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'studies.db'}"
+    result = CliRunner().invoke(main, BASE_ARGS + [
+        "--tracking-uri", tracking, "--storage", storage, "--study-name", "repeats", "--space", "mask=16,32",
+        "--sampler", "random", "--sampler-seed", "0", "--n-trials", "4", "--pruner", "none",
+        "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    trials = optuna.load_study(study_name="repeats", storage=storage).trials
+    assert {t.state.name for t in trials} == {"COMPLETE"} and len(trials) == 4
+    computed = [t for t in trials if "rip.reused_from" not in t.user_attrs]
+    reused = [t for t in trials if "rip.reused_from" in t.user_attrs]
+    assert len(computed) == len({t.params["mask"] for t in trials}) and reused  # 4 trials, 2 configurations
+    assert f"{len(reused)} trial(s) proposed the configuration of a completed trial" in result.output
+    for trial in reused:
+        [original] = [t for t in computed if t.number == trial.user_attrs["rip.reused_from"]]
+        assert original.number < trial.number and original.params == trial.params and original.value == trial.value
+        assert trial.user_attrs["rip.mlflow_run_id"] == original.user_attrs["rip.mlflow_run_id"]
+
+    client = MlflowClient(tracking)
+    [study_run] = client.search_runs([client.get_experiment_by_name("recursive-inpainting").experiment_id],
+                                     "tags.`rip.kind` = 'study'")
+    trial_runs = client.search_runs([study_run.info.experiment_id],
+                                    f"tags.`mlflow.parentRunId` = '{study_run.info.run_id}'")
+    assert sorted(int(run.data.tags["rip.trial"]) for run in trial_runs) == [t.number for t in computed]
+    logged = {m.step: m.value for m in client.get_metric_history(study_run.info.run_id, "trial_value")}
+    assert logged == {t.number: t.value for t in trials}

@@ -76,8 +76,16 @@ def test_trials_are_configuration_runs_under_one_study_run(mlflow_server, seeded
     assert best["config"]["mask"] == study.best_params["mask"] and best["config"]["model"] == "telea"
 
     runs = {int(run.data.tags["rip.trial"]): run for run in children(client, parent)}
-    assert sorted(runs) == [0, 1, 2, 3]
+    # trial 2 proposes trial 1's configuration: it reuses trial 1's value and run, computing nothing
+    assert sorted(runs) == [0, 1, 3]
+    reused = study.trials[2]
+    assert reused.user_attrs["rip.reused_from"] == 1 and reused.params == study.trials[1].params
+    assert reused.value == study.trials[1].value and reused.user_attrs["rip.mlflow_run_id"] == runs[1].info.run_id
+    assert "1 trial(s) proposed the configuration of a completed trial and reused its value" in result.output
+    assert history(client, parent.info.run_id, "trial_value") == pytest.approx({t.number: t.value for t in study.trials})
     for trial in study.trials:
+        if "rip.reused_from" in trial.user_attrs:
+            continue
         run = runs[trial.number]
         assert trial.user_attrs["rip.mlflow_run_id"] == run.info.run_id
         assert run.info.status == "FINISHED" and run.data.tags["rip.trial_state"] == "COMPLETE"
@@ -113,7 +121,8 @@ def test_median_pruning_stops_trials_below_the_median_at_a_checkpoint(mlflow_ser
     pruned = [t for t in trials if t.state.name == "PRUNED"]
     assert pruned and len(trials) == 5 and {t.state.name for t in trials} == {"COMPLETE", "PRUNED"}
     for trial in trials:
-        earlier = [t for t in trials if t.number < trial.number and t.state.name == "COMPLETE"]
+        earlier = [t for t in trials if t.number < trial.number and t.state.name == "COMPLETE"
+                   and "rip.reused_from" not in t.user_attrs]  # reused trials report no curve
         below = [  # checkpoints where the trial's mean was below the earlier complete trials' median
             step for step, value in sorted(trial.intermediate_values.items())
             if earlier and value < statistics.median(t.intermediate_values[step] for t in earlier)
@@ -141,7 +150,8 @@ def test_a_study_continues_where_it_stopped_and_keeps_its_definition(mlflow_serv
     assert [t.state.name for t in load(storage, "resumed").trials] == ["COMPLETE"] * 2
     again = study_run(client, "resumed")
     assert again.info.run_id == first.info.run_id and again.info.status == "FINISHED"
-    assert again.data.metrics["n_complete"] == 2 and len(children(client, again)) == 2
+    computed = [t for t in load(storage, "resumed").trials if "rip.reused_from" not in t.user_attrs]
+    assert again.data.metrics["n_complete"] == 2 and len(children(client, again)) == len(computed)
 
     result = tune(mlflow_server, image_folder, storage, "resumed", "--n-trials", "3", "--metrics", "ssim,psnr",
                   expect=1)
@@ -153,7 +163,7 @@ def test_mlflow_run_entry_point_makes_the_study_run(mlflow_server, image_folder,
     command = [str(BIN / "mlflow"), "run", str(REPO), "-e", "tune", "--env-manager", "local",
                "--experiment-name", EXPERIMENT]
     params = dict(model="telea", images=f"{image_folder}:2", size=64, percent=100, step=50, metrics="ssim",
-                  space=SPACE, n_trials=2, storage=f"sqlite:///{tmp_path / 'studies.db'}", study_name="project",
+                  space=SPACE, n_trials=2, sampler_seed=0, storage=f"sqlite:///{tmp_path / 'studies.db'}", study_name="project",
                   output=str(tmp_path / "out"))
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]

@@ -34,7 +34,8 @@ SEARCH_OPTIONS = [
     click.Option(["--objective"], type=click.Choice(OBJECTIVES), default=DEFAULTS.objective, show_default=True,
                  help="final: mean over images at the last percent; auc: mean over the whole curve."),
     click.Option(["--objective-metric"], default=DEFAULTS.objective_metric,
-                 help="Metric to optimise [default: lpips-vgg if measured, else the first of --metrics]."),
+                 help="Metric to optimise, e.g. lpips-vgg or lpips_vgg "
+                      "[default: lpips-vgg if measured, else the first of --metrics]."),
     click.Option(["--n-trials"], type=_OptionalInt(), default=None,
                  help="Trials of the whole study, over all workers [default: 20; grid: every point]."),
     click.Option(["--sampler"], type=click.Choice(SAMPLERS), default=DEFAULTS.sampler, show_default=True),
@@ -80,6 +81,7 @@ def _tune(tracking_uri, **options):
     try:
         base, settings = RunConfig(**fixed), SearchSettings(**options).validate()
         parse_space(settings.space, base)  # fail fast, before the heavy imports
+        from rip.tuning.objective import REUSED_ATTR
         from rip.tuning.search import run_search
 
         study, summary = run_search(base, settings, tracking_uri)
@@ -91,6 +93,9 @@ def _tune(tracking_uri, **options):
     states = Counter(trial.state.name.lower() for trial in study.get_trials(deepcopy=False))
     summary_of_states = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
     click.echo(f"study {study.study_name}: {states.total()} trials ({summary_of_states})")
+    reused = sum(REUSED_ATTR in trial.user_attrs for trial in study.get_trials(deepcopy=False))
+    if reused:
+        click.echo(f"{reused} trial(s) proposed the configuration of a completed trial and reused its value")
     if summary is None:
         click.echo("the summary was written by another worker, to the study's MLflow run")
     elif summary.best is None:

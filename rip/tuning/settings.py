@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from rip.config import metric_name
 from rip.metrics import METRIC_NAMES
 
 OBJECTIVES = ("final", "auc")
@@ -29,6 +30,10 @@ class SearchSettings:
     grace_period: int | None = None  # seconds without heartbeat before a trial is retried; None: 2 intervals
     max_retries: int = 3  # retries of one trial whose worker died
     output: str = "outputs/tune"  # the summary goes to OUTPUT/STUDY_NAME
+
+    def __post_init__(self):
+        if self.objective_metric:  # a name or an MLflow key: lpips-vgg or lpips_vgg
+            object.__setattr__(self, "objective_metric", metric_name(self.objective_metric))
 
     def validate(self) -> "SearchSettings":
         """Raise ValueError naming the first bad value; return self when all is well."""

@@ -29,7 +29,7 @@ PARAMETERS = {
     "model": Parameter(str, "", example="model=tiny,telea"),
     "images": Parameter(str, "", example="images=sample:4,photos/"),
     "seed": Parameter(int, "", example="seed=0,1,2"),
-    "mask": Parameter(int, "64,128,256"),
+    "mask": Parameter(int, ""),  # default: see default_masks
     "mask_order": Parameter(str, ",".join(MASK_ORDERS)),
     "prompt": Parameter(str, "", diffusion=True),  # the empty prompt versus --prompt TEXT
     "guidance": Parameter(float, "1:12", diffusion=True),
@@ -181,6 +181,24 @@ def default_items(base: RunConfig) -> list[str]:
     return list(DEFAULT_DIFFUSION) + (["prompt", "guidance"] if base.prompt else [])
 
 
+def default_masks(base: RunConfig) -> list[int]:
+    """The three largest masks below `base.size` that divide it into a whole number of iterations per
+    `base.step`: the study's 64, 128 and 256 at 512 px."""
+    fitting = [mask for mask in range(1, base.size) if base.size % mask == 0
+               and base.step * (base.size // mask) ** 2 % 100 == 0]
+    return fitting[-3:]
+
+
+def _default_mask_spec(base: RunConfig) -> str:
+    masks = default_masks(base)
+    if not masks:
+        raise ValueError(
+            f"search space: no mask divides size {base.size} into a whole number of iterations per step "
+            f"{base.step}%; give another --size or --step"
+        )
+    return ",".join(map(str, masks))
+
+
 def _dimension(item: str, base: RunConfig) -> Dimension:
     name, given, spec = item.partition("=")
     parameter = PARAMETERS[name]
@@ -190,7 +208,7 @@ def _dimension(item: str, base: RunConfig) -> Dimension:
         if not base.prompt:
             raise ValueError("search space: prompt compares the empty prompt with --prompt TEXT; give --prompt")
         return Dimension(name, choices=("", base.prompt))
-    spec = spec if given else parameter.default
+    spec = spec if given else (_default_mask_spec(base) if name == "mask" else parameter.default)
     if not spec:
         raise ValueError(f"search space: {name} needs values, e.g. {parameter.example}")
     if parameter.kind in (int, float) and ":" in spec and "," not in spec:
