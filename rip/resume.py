@@ -12,7 +12,7 @@ from PIL import Image
 
 from rip.config import RunConfig
 from rip.engine import ImageTask
-from rip.tracking import CONFIG_TAG, IMAGE_TAG, KIND_TAG, PARENT_TAG, UI_IMAGE_KEY
+from rip.tracking import CONFIG_TAG, GRID_KEY, IMAGE_TAG, KIND_TAG, PARENT_TAG, UI_IMAGE_KEY, logged_steps
 
 # settings that change no result: they may differ between attempts
 FREE_FIELDS = ("batch_size", "device", "experiment")
@@ -30,7 +30,8 @@ class ResumeState:
     child_ids: dict[str, str]
     finished: set[str]
     recorded: dict[str, dict[int, dict[str, float]]]  # image -> percent -> metric key -> value
-    ui_steps: dict[str, set[int]]
+    ui_steps: dict[str, set[int]]  # image -> steps of its UI images
+    grid_steps: set[int]  # steps of the parent's image grids
 
 
 def stored_config(client: MlflowClient, run_id: str) -> tuple[RunConfig, "object"]:
@@ -79,7 +80,8 @@ def load_state(client: MlflowClient, run, config: RunConfig) -> ResumeState:
         [run.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'", max_results=50000
     )
     keys = [name.replace("-", "_") for name in config.metrics] + ["iteration"]
-    state = ResumeState(run_id, run.info.experiment_id, config, {}, set(), {}, {})
+    state = ResumeState(run_id, run.info.experiment_id, config, {}, set(), {}, {},
+                        logged_steps(client, run_id, GRID_KEY))
     for child in children:
         image_id = child.data.tags.get(IMAGE_TAG)
         if image_id is None:
@@ -93,7 +95,7 @@ def load_state(client: MlflowClient, run, config: RunConfig) -> ResumeState:
             for metric in history:
                 by_percent.setdefault(metric.step, {})[key] = metric.value
         state.recorded[image_id] = {p: v for p, v in by_percent.items() if set(v) == set(keys)}
-        state.ui_steps[image_id] = _ui_steps(client, child.info.run_id)
+        state.ui_steps[image_id] = logged_steps(client, child.info.run_id, UI_IMAGE_KEY)
     return state
 
 
@@ -128,16 +130,6 @@ def _generation(client: MlflowClient, run_id: str, percent: int) -> np.ndarray:
     with tempfile.TemporaryDirectory() as folder:
         path = client.download_artifacts(run_id, f"generations/{percent:04d}.png", folder)
         return np.asarray(Image.open(Path(path)).convert("RGB"))
-
-
-def _ui_steps(client: MlflowClient, run_id: str) -> set[int]:
-    """Steps whose MLflow UI image was logged (file names carry '+step+N+')."""
-    steps = set()
-    for artifact in client.list_artifacts(run_id, "images"):
-        name = Path(artifact.path).name
-        if name.startswith(f"{UI_IMAGE_KEY}+step+") and name.endswith(".png"):
-            steps.add(int(name.split("+")[2]))
-    return steps
 
 
 def _code(version: str) -> str:
