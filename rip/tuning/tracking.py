@@ -5,6 +5,7 @@ with the trial's number, worker, state and value on top. Every call goes through
 a tracking-server hiccup does not end a worker.
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -13,13 +14,15 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from rip.resilience import Retrying
-from rip.tracking import KIND_TAG, PARENT_TAG
+from rip.tracking import CONFIG_TAG, KIND_TAG, PARENT_TAG, RUN_NAME_TAG
+from rip.ui import short_value
 
 STUDY_TAG = "rip.study"  # the study's name, on the study run and on every trial run
 TRIAL_TAG = "rip.trial"  # the trial's number
 STATE_TAG = "rip.trial_state"  # COMPLETE, PRUNED or FAIL
 WORKER_TAG = "rip.worker"  # host:pid of the worker that ran the trial
 RETRY_TAG = "rip.retry_of"  # on a retried trial: the number of the trial whose worker died
+SPACE_TAG = "rip.space"  # on the study run: the searched space, e.g. "mask=64,128 steps=10:50:log"
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
@@ -30,15 +33,16 @@ class SearchTracker:
         self.client = client
         self.retrying = retrying or Retrying()
         self._experiments: dict[str, str] = {}
+        self._studies: dict[str, object] = {}  # study run id -> the study run
 
     def start_study_run(self, experiment_id: str, study_name: str, params: dict[str, str], run_id: str | None) -> str:
         """Create the study run (or adopt `run_id`, e.g. the one `mlflow run` made) and log the search's settings."""
+        tags = {KIND_TAG: "study", STUDY_TAG: study_name, RUN_NAME_TAG: study_name, SPACE_TAG: params.get("space", "")}
         if run_id:  # `mlflow run` already logged the entry point's parameters
             logged = self.retrying(self.client.get_run, run_id).data.params
             params = {key: value for key, value in params.items() if key not in logged}
         else:
             run_id = self.retrying(self.client.create_run, experiment_id, run_name=study_name).info.run_id
-        tags = {KIND_TAG: "study", STUDY_TAG: study_name, "mlflow.runName": study_name}
         self.retrying(
             self.client.log_batch,
             run_id,
@@ -83,12 +87,15 @@ class SearchTracker:
 
     def close_trial_run(self, run_id: str, state: str, value: float | None = None,
                         study_run_id: str | None = None, number: int | None = None) -> None:
-        """Tag the trial's state and value, and end the run if the runner did not (it failed early)."""
-        self.retrying(self.client.set_tag, run_id, STATE_TAG, state)
+        """Tag the trial's state, name it by its parameters, log its value, and end the run if the
+        runner did not (it failed early)."""
+        run = self.retrying(self.client.get_run, run_id)
+        tags = {STATE_TAG: state, RUN_NAME_TAG: self._trial_name(run, state)}
+        self.retrying(self.client.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         if value is not None:
             self.retrying(self.client.log_metric, run_id, "objective_value", value)
             self.retrying(self.client.log_metric, study_run_id, "trial_value", value, step=number)
-        if self.retrying(self.client.get_run, run_id).info.status == "RUNNING":
+        if run.info.status == "RUNNING":
             self.retrying(self.client.set_terminated, run_id, RUN_STATUS[state])
 
     def abandon(self, run_id: str) -> None:
@@ -116,6 +123,20 @@ class SearchTracker:
             tags=[RunTag(key, value) for key, value in tags.items()],
         )
         self.retrying(self.client.set_terminated, run_id, "FINISHED")
+
+    def _trial_name(self, run, state: str) -> str:
+        """`trial 3 · mask=128 mask_order=scan`, with `· pruned` or `· failed` when it did not complete."""
+        config = json.loads(run.data.tags.get(CONFIG_TAG, "{}"))
+        study = self._study_run(run.data.tags[PARENT_TAG])
+        names = [item.split("=")[0] for item in study.data.tags.get(SPACE_TAG, "").split()]
+        values = [f"{name}={short_value(config[name])}" for name in names if config.get(name) is not None]
+        ending = {"PRUNED": "pruned", "FAIL": "failed"}.get(state)
+        return " · ".join([f"trial {run.data.tags.get(TRIAL_TAG, '?')}", *filter(None, [" ".join(values), ending])])
+
+    def _study_run(self, run_id: str):
+        if run_id not in self._studies:
+            self._studies[run_id] = self.retrying(self.client.get_run, run_id)
+        return self._studies[run_id]
 
     def _experiment_of(self, run_id: str) -> str:
         if run_id not in self._experiments:
