@@ -34,7 +34,7 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90) -> "MlflowServer":
+    def start(self, timeout: float = 240) -> "MlflowServer":
         self.root.mkdir(parents=True, exist_ok=True)
         log = open(self.root / "server.log", "ab")
         self.process = subprocess.Popen(
@@ -91,3 +91,68 @@ def random_image(size: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
     return np.asarray(Image.fromarray(small).resize((size, size), Image.BICUBIC))
+
+
+STYLES = ["Impressionism", "Cubism", "Baroque"]
+
+
+@pytest.fixture
+def hub_dataset(tmp_path, monkeypatch):
+    """A dataset written by the `datasets` library in the hub's layout: two shards, small row groups."""
+    import datasets
+
+    monkeypatch.setenv("RIP_CACHE", str(tmp_path / "cache"))
+    rows = 23
+    features = datasets.Features(
+        {"image": datasets.Image(), "style": datasets.ClassLabel(names=STYLES), "artist": datasets.Value("string")}
+    )
+    pictures = [Image.new("RGB", (6 + i % 3, 4), (i * 10, 0, 0)) for i in range(rows)]
+    table = datasets.Dataset.from_dict(
+        {"image": pictures, "style": [i % 3 for i in range(rows)], "artist": [f"artist {i}" for i in range(rows)]},
+        features=features,
+    )
+    folder = tmp_path / "paintings"
+    (folder / "data").mkdir(parents=True)
+    for shard, (start, stop) in enumerate([(0, 10), (10, rows)]):
+        table.select(range(start, stop)).to_parquet(folder / "data" / f"train-{shard:05d}-of-00002.parquet", batch_size=3)
+    table.select(range(4)).to_parquet(folder / "data" / "test-00000-of-00001.parquet")
+    return folder
+
+
+CHROMIUM = os.environ.get("RIP_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven by Playwright; skipped when missing, unless RIP_REQUIRE_BROWSER=1 (CI)."""
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package"
+    if missing is None and not Path(CHROMIUM).is_file():
+        missing = f"Chromium at {CHROMIUM}"
+    if missing:
+        if os.environ.get("RIP_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser check: {missing} is not installed (apt-get install chromium; pip install playwright)")
+        pytest.skip(f"{missing} is not installed")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def ui_experiment(mlflow_server, tmp_path_factory):
+    """A small recorded experiment (telea, two sample images, 128 px, ssim) and what `rip run` printed."""
+    spool = tmp_path_factory.mktemp("ui-spool")
+    result = subprocess.run(
+        [str(BIN / "rip"), "run", "--tracking-uri", mlflow_server.uri, "--experiment", "ui-browser",
+         "--images", "sample:2", "--model", "telea", "--size", "128", "--mask", "32", "--percent", "100",
+         "--metrics", "ssim"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "RIP_SPOOL": str(spool)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

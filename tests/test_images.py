@@ -11,6 +11,7 @@ from PIL import Image
 
 from rip import images
 from rip.images import SourceImage, letterbox, load_images, resolve_image_set
+from tests.conftest import STYLES
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -258,32 +259,6 @@ def test_sub_draw_takes_images_of_the_pinned_set(tmp_path):
 
 
 # Hugging Face datasets (WikiArt is one) --------------------------------------------------------
-
-STYLES = ["Impressionism", "Cubism", "Baroque"]
-
-
-@pytest.fixture
-def hub_dataset(tmp_path, monkeypatch):
-    """A dataset written by the `datasets` library in the hub's layout: two shards, small row groups."""
-    import datasets
-
-    monkeypatch.setenv("RIP_CACHE", str(tmp_path / "cache"))
-    rows = 23
-    features = datasets.Features(
-        {"image": datasets.Image(), "style": datasets.ClassLabel(names=STYLES), "artist": datasets.Value("string")}
-    )
-    pictures = [Image.new("RGB", (6 + i % 3, 4), (i * 10, 0, 0)) for i in range(rows)]
-    table = datasets.Dataset.from_dict(
-        {"image": pictures, "style": [i % 3 for i in range(rows)], "artist": [f"artist {i}" for i in range(rows)]},
-        features=features,
-    )
-    folder = tmp_path / "paintings"
-    (folder / "data").mkdir(parents=True)
-    for shard, (start, stop) in enumerate([(0, 10), (10, rows)]):
-        table.select(range(start, stop)).to_parquet(folder / "data" / f"train-{shard:05d}-of-00002.parquet", batch_size=3)
-    table.select(range(4)).to_parquet(folder / "data" / "test-00000-of-00001.parquet")
-    return folder
-
 
 def test_hf_dataset_draws_rows_with_labels(hub_dataset):
     sources = resolve_image_set(f"hf:{hub_dataset}:train:5@1", seed=0)

@@ -1,6 +1,7 @@
 """The study's open choices as explicit conditions: safety checker, non-finite outputs, dtype, guidance."""
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionInpaintPipeline
@@ -14,7 +15,7 @@ from rip.inpainters.base import InpaintingFailure
 from rip.inpainters.diffusion import DiffusionInpainter
 from rip.inpainters.tiny import build_tiny_pipeline
 from rip.runner import ImagesFailedError, run_experiment
-from tests.conftest import random_image
+from tests.conftest import STYLES, random_image
 from tests.test_inpainters import square_mask
 
 SIZE = 64
@@ -94,6 +95,18 @@ def test_failed_image_fails_its_run_and_the_others_complete(mlflow_server, image
     parent = client.get_run(children[0].data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FAILED" and parent.info.run_id in str(error.value)
     mlflow.set_tracking_uri("")
+
+
+def test_dataset_labels_become_image_run_tags(mlflow_server, hub_dataset):
+    config = RunConfig(model="telea", images=f"hf:{hub_dataset}:train:3@0", size=SIZE, mask=32, percent=50,
+                       step=25, metrics=("ssim",), experiment="labels")
+    parent = run_experiment(config, mlflow_server.uri, progress=False)
+    client = MlflowClient(mlflow_server.uri)
+    children = client.search_runs([client.get_run(parent).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'")
+    indices = sorted(np.random.default_rng(0).choice(23, size=3, replace=False).tolist())
+    labels = {run.data.tags["rip.image_id"]: (run.data.tags["rip.label.style"], run.data.tags["rip.label.artist"])
+              for run in children}
+    assert labels == {f"paintings-{i:05d}": (STYLES[i % 3], f"artist {i}") for i in indices}
 
 
 def test_dtype_and_guidance_are_applied():
