@@ -14,7 +14,6 @@ from rip.config import RunConfig
 RUNS_VIEW = "workflowType=machine_learning"
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 NAME_FIELDS = ("model", "images", "mask", "size", "seed")  # every run name carries these
-NOT_CONDITIONS = ("metrics", "batch_size", "device", "experiment")  # what a run measures, or where it runs
 MAX_NAME = 250  # MLflow's limit on run names
 
 
@@ -62,14 +61,20 @@ def where_to_look(tracking_uri: str, experiment_id: str, run_id: str, run_name: 
 
 # -- run names ---------------------------------------------------------------------------------
 
+def not_conditions() -> tuple[str, ...]:
+    """Fields that change no result (batch size, device, ...) and the measured metrics."""
+    from rip.resume import FREE_FIELDS  # rip.resume imports this module through rip.tracking
+
+    return ("metrics", *FREE_FIELDS)
+
+
 def conditions(config: RunConfig) -> dict[str, str]:
     """Fields that differ from the study's defaults, beside the ones every name carries."""
-    defaults = RunConfig()
+    defaults, skipped = RunConfig(), NAME_FIELDS + not_conditions()
     return {
         field.name: short_value(getattr(config, field.name))
         for field in dataclasses.fields(config)
-        if field.name not in NAME_FIELDS + NOT_CONDITIONS
-        and getattr(config, field.name) != getattr(defaults, field.name)
+        if field.name not in skipped and getattr(config, field.name) != getattr(defaults, field.name)
     }
 
 

@@ -1,0 +1,105 @@
+"""The MLflow UI in a real headless browser, on a small recorded experiment.
+
+Screenshots go to $RIP_UI_SCREENSHOTS when set (to look at them), else to the test's tmp_path.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from rip.ui import run_url
+
+pytestmark = pytest.mark.slow
+TIMEOUT_MS = 180_000  # the UI's bundles are large; a busy 2-core machine takes a while
+
+
+def printed(output: str, prefix: str) -> str:
+    """The address after `prefix ... at: ` in the output of `rip run`."""
+    match = re.search(rf"^{re.escape(prefix)}.* at: (\S+)$", output, re.MULTILINE)
+    assert match, output
+    return match.group(1)
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    folder = Path(os.environ.get("RIP_UI_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"))
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def runs(mlflow_server, ui_experiment):
+    """The recorded parent run and its image runs."""
+    client = MlflowClient(mlflow_server.uri)
+    experiment = client.get_experiment_by_name("ui-browser").experiment_id
+    [parent] = client.search_runs([experiment], "tags.`rip.kind` = 'configuration'")
+    children = client.search_runs([experiment], "tags.`rip.kind` = 'image'")
+    return parent, children
+
+
+def close_assistant(page) -> None:
+    """MLflow 3.17 opens an assistant panel beside every page; close it for room."""
+    close = page.get_by_label("Close")
+    if close.count():
+        close.first.click()
+
+
+def test_printed_address_opens_the_runs_list(page, ui_experiment, runs, tmp_path):
+    parent, children = runs
+    address = printed(ui_experiment.stdout, "View experiment")
+    assert address.endswith("/runs?workflowType=machine_learning")
+    page.goto(address, wait_until="commit")
+    page.get_by_text(parent.info.run_name).first.wait_for()
+    close_assistant(page)
+    assert page.get_by_text("Run Name", exact=True).first.is_visible()
+    # the image runs sit under their configuration: expand it
+    page.locator("button[data-component-id*='runnamecellrenderer']").first.click()
+    for child in children:
+        page.get_by_text(child.info.run_name).first.wait_for()
+    screenshot(page, tmp_path, "runs-list")
+
+
+def test_image_run_has_a_step_slider(page, mlflow_server, runs, tmp_path):
+    parent, children = runs
+    child = children[0]
+    address = run_url(mlflow_server.uri, child.info.experiment_id, child.info.run_id).replace("?", "/model-metrics?")
+    page.goto(address, wait_until="commit")
+    page.get_by_text(child.info.run_name).first.wait_for()
+    close_assistant(page)
+    slider = page.get_by_role("slider")
+    slider.first.wait_for()
+    image = page.locator("img[src*='generation%2Bstep%2B0%2B']")
+    image.first.wait_for(state="attached")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.first.element_handle())
+    assert page.get_by_text("generation", exact=True).first.is_visible()
+    screenshot(page, tmp_path, "image-run-step-0")
+    slider.first.focus()
+    page.keyboard.press("End")  # the last step: 100 %
+    page.locator("img[src*='generation%2Bstep%2B100%2B']").first.wait_for(state="attached")
+    screenshot(page, tmp_path, "image-run-step-100")
+
+
+def test_parent_metric_charts_render(page, mlflow_server, ui_experiment, runs, tmp_path):
+    parent, _ = runs
+    address = printed(ui_experiment.stdout, "View run").replace("?", "/model-metrics?")
+    assert parent.info.run_id in address
+    page.goto(address, wait_until="commit")
+    page.get_by_text(parent.info.run_name).first.wait_for()
+    close_assistant(page)
+    for title in ("ssim_mean", "ssim_std"):
+        page.get_by_text(title, exact=True).first.wait_for()
+    page.locator(".js-plotly-plot .main-svg").nth(1).wait_for()  # two charts drawn
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 2
+    page.locator("img[src*='generation_grid%2Bstep%2B0%2B']").first.wait_for(state="attached")
+    screenshot(page, tmp_path, "configuration-run")
