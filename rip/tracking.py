@@ -274,7 +274,7 @@ class RunRecorder:
     def _log_complete_grids(self) -> None:
         """Log the parent's grid of every percent that each image (but failed ones) reached."""
         images = [image_id for image_id in self.sources if image_id not in self.failed_images]
-        for percent in self.config.checkpoints:
+        for percent in self.config.checkpoints if images else ():
             if percent in self.grid_steps or not all(percent in self.recorded.get(i, {}) for i in images):
                 continue
             thumbnails = self.thumbnails.pop(percent, {})
