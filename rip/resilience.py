@@ -24,6 +24,8 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, requests.exceptions.HTTPError):
         return error.response is not None and error.response.status_code in TRANSIENT_STATUS
     if isinstance(error, MlflowException):
+        if error.get_http_status_code() in (401, 403):
+            return False  # refused credentials: waiting does not help
         if "API request to" in error.message and "failed with" in error.message:
             return True
         return error.get_http_status_code() in TRANSIENT_STATUS

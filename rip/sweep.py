@@ -18,10 +18,11 @@ import click
 import yaml
 
 from rip.config import RunConfig, parse_metrics
+from rip.sweep_units import DEFAULT_CHUNK_SIZE
 
 PRESET_FOLDER = Path(__file__).resolve().parent.parent / "experiments"  # the presets shipped with rip
 SWEEP_TAG = "rip.sweep"  # the preset's name, on every configuration run of the sweep
-SWEEP_ID_TAG = "rip.sweep_id"  # one id per invocation
+SWEEP_ID_TAG = "rip.sweep_id"  # one id per invocation, or per shared sweep (drawn when it is registered)
 _FIELDS = {field.name: field for field in dataclasses.fields(RunConfig)}
 
 
@@ -109,28 +110,45 @@ def run_sweep(
     Configurations sharing an inpainter run one after another and share one loaded model;
     metrics are loaded once. Call `check` first: a failing configuration stops the sweep.
     """
-    from rip.inpainters import load_inpainter, resolve_device
-    from rip.metrics import load_metrics
     from rip.runner import run_experiment
 
-    first = {}
-    for config in configs:
-        first.setdefault(_inpainter_key(config), len(first))
-    ordered = sorted(configs, key=lambda c: first[_inpainter_key(c)])  # stable: grid order within a model
-    metrics_cache, inpainter, loaded_key, run_ids = {}, None, None, []
-    for index, config in enumerate(ordered, 1):
-        device = resolve_device(config.device)
-        if _inpainter_key(config) != loaded_key:
-            inpainter = None  # release the previous model before loading the next
-            inpainter, loaded_key = load_inpainter(config, device), _inpainter_key(config)
-        for name in config.metrics:
-            if (name, device) not in metrics_cache:
-                metrics_cache[name, device] = load_metrics([name], device)[0]
-        metrics = [metrics_cache[name, device] for name in config.metrics]
-        echo(f"[{index}/{len(ordered)}] {describe(config)}")
+    models, run_ids = Models(), []
+    for index, config in enumerate(run_order(configs), 1):
+        _, inpainter, metrics = models.get(config)
+        echo(f"[{index}/{len(configs)}] {describe(config)}")
         run_ids.append(run_experiment(config, tracking_uri, inpainter=inpainter, metrics=metrics, tags=tags,
                                       progress=progress))
     return run_ids
+
+
+def run_order(configs: Sequence[RunConfig]) -> list[RunConfig]:
+    """Configurations grouped by the model they load, in grid order within a model."""
+    first = {}
+    for config in configs:
+        first.setdefault(_inpainter_key(config), len(first))
+    return sorted(configs, key=lambda c: first[_inpainter_key(c)])
+
+
+class Models:
+    """The inpainter and metrics of each configuration: one model in memory at a time, shared by
+    configurations that load the same one; each metric loaded once per device."""
+
+    def __init__(self):
+        self.key, self.inpainter, self.metrics = None, None, {}
+
+    def get(self, config: RunConfig) -> tuple[str, "object", list]:
+        """(device, inpainter, metrics) for `config`."""
+        from rip.inpainters import load_inpainter, resolve_device
+        from rip.metrics import load_metrics
+
+        device = resolve_device(config.device)
+        if _inpainter_key(config) != self.key:
+            self.inpainter = None  # release the previous model before loading the next
+            self.inpainter, self.key = load_inpainter(config, device), _inpainter_key(config)
+        for name in config.metrics:
+            if (name, device) not in self.metrics:
+                self.metrics[name, device] = load_metrics([name], device)[0]
+        return device, self.inpainter, [self.metrics[name, device] for name in config.metrics]
 
 
 def describe(config: RunConfig) -> str:
@@ -192,25 +210,99 @@ def _inpainter_key(config: RunConfig) -> tuple:
               help="Override a preset entry (YAML value, lists expand), e.g. --set images=sample:2.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")
 @click.option("--dry-run", is_flag=True, help="List the configurations and check them; run nothing.")
-def sweep(preset, overrides, tracking_uri, dry_run):
-    """Run every configuration of PRESET (a shipped preset's name, e.g. demo, or a file) as one MLflow run each."""
+@click.option("--storage", default=None,
+              help="Share the sweep between workers through this Optuna storage (sqlite:///FILE, or "
+                   "postgresql://USER@HOST/DB for many machines): run the same command on every GPU.")
+@click.option("--chunk-size", type=int, default=None,
+              help=f"With --storage: images per unit of work [default: {DEFAULT_CHUNK_SIZE}].")
+@click.option("--status", is_flag=True, help="With --storage: show the sweep's progress; run nothing.")
+@click.option("--heartbeat-interval", type=int, default=60, show_default=True,
+              help="With --storage: seconds between a running unit's heartbeats.")
+@click.option("--grace-period", type=int, default=None,
+              help="With --storage: seconds without heartbeat before a unit is retried [default: 2 intervals].")
+@click.option("--max-retries", type=int, default=3, show_default=True,
+              help="With --storage: retries of a unit whose worker died or stopped.")
+def sweep(preset, overrides, tracking_uri, dry_run, storage, chunk_size, status, **queue):
+    """Run every configuration of PRESET (a shipped preset's name, e.g. demo, or a file) as one MLflow run each.
+
+    With --storage, the sweep is a queue of units (a configuration, a chunk of its images) that
+    every worker started with the same command shares.
+    """
     from rip.inpainters.base import ModelUnavailableError
     from rip.metrics import MetricUnavailableError
+    from rip.resilience import TrackingUnavailableError
 
     try:
         path = find_preset(preset)
+        _check_queue_options(storage, chunk_size, status, **queue)
         entries = {**load_preset(path), **parse_overrides(overrides)}
         configs = expand(entries)
         click.echo(f"{path}: {len(configs)} configuration(s)")
         if dry_run:
             for index, config in enumerate(configs, 1):
                 click.echo(f"  {index}. {describe(config)}")
-        check(configs, resolve_images=not dry_run)
+        check(configs, resolve_images=not dry_run and not status)
         if dry_run:
             click.echo("all configurations are valid")
             return
+        if storage:
+            return _shared_sweep(path.stem, configs, storage, chunk_size or DEFAULT_CHUNK_SIZE, status,
+                                 tracking_uri, **queue)
         tags = {SWEEP_TAG: path.stem, SWEEP_ID_TAG: uuid.uuid4().hex[:12]}
         run_ids = run_sweep(configs, tracking_uri, tags=tags, echo=click.echo)
-    except (ValueError, RuntimeError, ModelUnavailableError, MetricUnavailableError) as error:
+    except (ValueError, RuntimeError, ModelUnavailableError, MetricUnavailableError,
+            TrackingUnavailableError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"sweep {tags[SWEEP_ID_TAG]} ({path.stem}): {len(run_ids)} run(s) finished")
+
+
+def _check_queue_options(storage, chunk_size, status, heartbeat_interval, grace_period, max_retries) -> None:
+    """ValueError naming the first bad option of a shared sweep."""
+    if not storage:
+        given = [name for name, value in (("--chunk-size", chunk_size), ("--status", status)) if value]
+        if given:
+            raise ValueError(f"{' and '.join(given)} need(s) --storage")
+        return
+    from rip.workqueue import check_storage_url
+
+    check_storage_url(storage)
+    for name, value in (("--chunk-size", chunk_size), ("--heartbeat-interval", heartbeat_interval),
+                        ("--grace-period", grace_period)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    if max_retries < 0:
+        raise ValueError(f"--max-retries must not be negative, got {max_retries}")
+
+
+def _shared_sweep(name, configs, storage, chunk_size, status, tracking_uri, **queue) -> None:
+    """One worker of the sweep in `storage`, or its status."""
+    import optuna
+
+    from rip.cli import _sigterm_interrupts
+    from rip.images import resolve_image_set
+    from rip.sweep_units import SweepPlan, status_lines
+    from rip.sweep_worker import work_on_sweep
+    from rip.workqueue import connect, shown
+
+    ordered = run_order(configs)
+    counts = [len(resolve_image_set(config.images, config.seed)) for config in ordered]
+    plan = SweepPlan(name, tuple(ordered), tuple(counts), chunk_size)
+    if status:
+        loaded, lock = connect(storage, plan.study_name, queue["heartbeat_interval"], queue["grace_period"], None)
+        lock.close()
+        try:
+            study = optuna.load_study(study_name=plan.study_name, storage=loaded)
+        except KeyError:
+            raise ValueError(f"no sweep {plan.study_name} in {shown(storage)}: no worker of this preset "
+                             f"(with chunk size {chunk_size}) has started") from None
+        click.echo("\n".join(status_lines(study, plan, describe)))
+        return
+    tags = {SWEEP_TAG: name}
+    try:
+        with _sigterm_interrupts():
+            study = work_on_sweep(plan, storage, tracking_uri, tags=tags, echo=click.echo, **queue)
+    except KeyboardInterrupt as error:
+        click.echo(f"stopped by {error or 'KeyboardInterrupt'}: the unit in progress is queued again; "
+                   "the same command continues the sweep", err=True)
+        raise SystemExit(130) from None
+    click.echo("\n".join(status_lines(study, plan, describe)))

@@ -1,0 +1,133 @@
+"""Shared sweeps: the demo preset with 1, 2 and 4 worker processes on PostgreSQL.
+
+Starts a loopback `mlflow server`, creates a throw-away database on the PostgreSQL server at
+127.0.0.1:5432 (trust authentication, user postgres) for each run, starts N
+`rip sweep demo --storage ...` workers together and reads back from the study, per worker: the
+units it computed, its idle time (its process's wall time not spent in a unit: start-up, waiting,
+claiming, ending configurations) and the gaps between one unit's end and its next claim; plus
+the time of one heartbeat write. On a 2-core machine the point is the overhead, not the speed-up.
+
+    .venv/bin/python benchmarks/bench_sweep_workers.py [--workers 1,2,4] [--chunk-size 1]
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import optuna  # noqa: E402
+import psycopg2  # noqa: E402
+
+from tests.conftest import BIN, MlflowServer  # noqa: E402
+
+ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+
+
+def database() -> tuple[str, str]:
+    """A new empty database: (its name, its storage URL)."""
+    name = f"rip_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg2.connect(**ADMIN) as admin:
+        admin.autocommit = True
+        admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    return name, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def drop(name: str) -> None:
+    admin = psycopg2.connect(**ADMIN)
+    admin.autocommit = True
+    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def run_workers(n: int, storage: str, tracking_uri: str, chunk_size: int, heartbeat: int, folder: Path) -> dict:
+    """Start `n` workers together; return each one's pid -> wall seconds."""
+    args = [str(BIN / "rip"), "sweep", "demo", "--storage", storage, "--tracking-uri", tracking_uri,
+            "--chunk-size", str(chunk_size), "--heartbeat-interval", str(heartbeat),
+            "--set", f"experiment=bench-{n}-{uuid.uuid4().hex[:6]}"]
+    env = {**os.environ, "RIP_SPOOL": str(folder / "spool")}
+    started = time.monotonic()
+    workers = [subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(folder / f"worker-{n}-{i}.log", "w"),
+                                env=env, cwd=folder) for i in range(n)]
+    walls = {}
+    for worker in workers:
+        if worker.wait() != 0:
+            raise SystemExit(f"a worker failed: see {folder}/worker-{n}-*.log")
+        walls[str(worker.pid)] = time.monotonic() - started
+    walls["all"] = time.monotonic() - started
+    return walls
+
+
+def heartbeat_seconds(storage: str, repeats: int = 50) -> float:
+    """The time of one heartbeat write (what a running unit does every interval)."""
+    rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=60)
+    study = optuna.create_study(storage=rdb, study_name="heartbeat")
+    trial = study.ask()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        rdb.record_heartbeat(trial._trial_id)
+    return (time.perf_counter() - started) / repeats
+
+
+def measure(trials, walls: dict, heartbeat: int, beat: float) -> dict:
+    """Per-worker units, busy and idle time; gaps between a unit's end and the next claim."""
+    by_worker, gaps = {}, []
+    for trial in trials:
+        by_worker.setdefault(trial.user_attrs["rip.worker"].split(":")[1], []).append(trial)
+    idle = {}
+    for pid, units in by_worker.items():
+        units.sort(key=lambda t: t.datetime_start)
+        busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in units)
+        idle[pid] = (len(units), walls[pid] - busy)
+        gaps += [(b.datetime_start - a.datetime_complete).total_seconds() for a, b in zip(units, units[1:])]
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials]
+    heartbeats = sum(1 + d // heartbeat for d in durations)  # one at the claim, then one per interval
+    return dict(units=len(trials), idle=idle, gap=statistics.mean(gaps) if gaps else float("nan"),
+                heartbeat=heartbeats * beat / len(trials), unit=statistics.mean(durations))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--chunk-size", type=int, default=1, help="images per unit (demo: 4 configurations x 4)")
+    parser.add_argument("--heartbeat-interval", type=int, default=60)
+    options = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    server = MlflowServer(folder / "server").start(timeout=600)
+    rows = []
+    try:
+        for n in (int(value) for value in options.workers.split(",")):
+            name, storage = database()
+            try:
+                walls = run_workers(n, storage, server.uri, options.chunk_size, options.heartbeat_interval, folder)
+                [summary] = optuna.get_all_study_summaries(storage)
+                trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+                assert {t.state.name for t in trials} == {"COMPLETE"}, "a unit did not complete"
+                beat = heartbeat_seconds(storage)
+            finally:
+                drop(name)
+            rows.append((n, walls["all"], measure(trials, walls, options.heartbeat_interval, beat), beat))
+    finally:
+        server.stop()
+    print(f"demo preset, --chunk-size {options.chunk_size}, heartbeat every {options.heartbeat_interval} s, "
+          f"{os.cpu_count()} CPU cores")
+    print("| workers | units | wall s | units/s | mean unit s | idle s per worker (units) | claim gap ms/unit "
+          "| heartbeat ms/unit |")
+    print("|---:|---:|---:|---:|---:|---|---:|---:|")
+    for n, wall, m, beat in rows:
+        idle = ", ".join(f"{seconds:.1f} ({units})" for units, seconds in m["idle"].values())
+        print(f"| {n} | {m['units']} | {wall:.1f} | {m['units'] / wall:.3f} | {m['unit']:.2f} | {idle} "
+              f"| {m['gap'] * 1000:.0f} | {m['heartbeat'] * 1000:.1f} |")
+    print(f"one heartbeat write: {rows[0][3] * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

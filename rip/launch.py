@@ -1,0 +1,100 @@
+"""`rip submit`: start the workers of a shared sweep or search as one Slurm job array, with submitit.
+
+Each array task is one worker on one GPU, running the given `rip` command (the same on every
+task). A worker is checkpointable: when Slurm preempts it or its time runs out, submitit
+requeues the task, and the requeued worker rejoins the queue; the unit it was computing is
+continued by whichever worker claims its retry. `--cluster local` runs the tasks as local
+processes (submitit's local executor), for a workstation and for the tests.
+"""
+
+import click
+
+SHARED_COMMANDS = ("sweep", "tune")
+
+
+class Worker:
+    """One array task: `rip ARGS...` in the task's own process."""
+
+    def __init__(self, args: list[str]):
+        self.args = list(args)
+
+    def __call__(self, index: int) -> int:
+        from rip.cli import main
+
+        try:
+            main.main(self.args, prog_name="rip", standalone_mode=False)
+        except click.ClickException as error:
+            raise RuntimeError(f"worker {index}: {error.format_message()}") from None
+        return 0
+
+    def checkpoint(self, index: int):
+        """What submitit requeues after a preemption or a timeout: the same worker."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, index)
+
+
+def check_command(args: list[str]) -> None:
+    """ValueError unless `args` is a sweep or search that workers can share."""
+    if not args or args[0] not in SHARED_COMMANDS:
+        raise ValueError(f"submit a shared command: {' or '.join(SHARED_COMMANDS)}, e.g. "
+                         "`rip submit --workers 8 -- sweep replication --storage postgresql://rip@db/studies`")
+    if not any(arg == "--storage" or arg.startswith("--storage=") for arg in args):
+        raise ValueError(f"`rip {args[0]}` workers share their work only through --storage: give it one")
+    for flag in ("--status", "--dry-run", "--help"):
+        if flag in args:
+            raise ValueError(f"{flag} runs no worker: run it directly, not through rip submit")
+
+
+def submit_workers(args: list[str], workers: int, folder: str, cluster: str | None = None, *,
+                   partition: str | None = None, timeout_min: int = 24 * 60, gpus_per_task: int = 1,
+                   cpus_per_task: int = 8, mem_gb: int = 32) -> list:
+    """Submit `workers` tasks of `rip ARGS...` as one job array; return submitit's jobs."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    executor.update_parameters(
+        name=f"rip-{args[0]}", nodes=1, tasks_per_node=1, gpus_per_node=gpus_per_task, cpus_per_task=cpus_per_task,
+        mem_gb=mem_gb, timeout_min=timeout_min, slurm_array_parallelism=workers,
+        slurm_additional_parameters={"requeue": True}, **({"slurm_partition": partition} if partition else {}),
+    )
+    return executor.map_array(Worker(args), range(workers))
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--workers", type=click.IntRange(min=1), required=True, help="Array tasks: one worker, one GPU each.")
+@click.option("--cluster", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True,
+              help="local: run the tasks as processes of this machine.")
+@click.option("--folder", default="outputs/submitit", show_default=True, help="Job scripts and logs.")
+@click.option("--partition", default=None, help="Slurm partition.")
+@click.option("--time", "timeout_min", type=click.IntRange(min=1), default=24 * 60, show_default=True,
+              help="Minutes per task before it is requeued.")
+@click.option("--gpus-per-task", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--cpus-per-task", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--mem-gb", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--wait", is_flag=True, help="Wait for every task to end and report each.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+def submit(command, workers, cluster, folder, wait, **resources):
+    """Start WORKERS workers of COMMAND, a shared rip sweep or tune, as one job array.
+
+    e.g. rip submit --workers 16 --partition gpu -- sweep replication --storage postgresql://rip@db/studies
+    """
+    try:
+        check_command(list(command))
+        jobs = submit_workers(list(command), workers, folder, cluster, **resources)
+    except (ValueError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"submitted {len(jobs)} worker(s) of `rip {' '.join(command)}`: job {jobs[0].job_id.split('_')[0]}, "
+               f"logs in {folder}")
+    if not wait:
+        return
+    failed = 0
+    for index, job in enumerate(jobs):
+        try:
+            job.result()
+            click.echo(f"worker {index} ({job.job_id}): done")
+        except Exception as error:  # submitit re-raises the task's error with its traceback
+            failed += 1
+            click.echo(f"worker {index} ({job.job_id}) failed: {str(error).strip().splitlines()[-1]}", err=True)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(jobs)} worker(s) failed; logs in {folder}")
