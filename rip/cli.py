@@ -186,9 +186,11 @@ def _sigterm_interrupts():
 
 # Commands defined in their own modules
 from analysis.cli import analyze  # noqa: E402
+from rip.launch import submit  # noqa: E402
 from rip.sweep import sweep  # noqa: E402
 
 main.add_command(analyze)
+main.add_command(submit)
 main.add_command(sweep)
 
 from rip.tuning.cli import tune_command  # noqa: E402  (takes `run`'s configuration options)
