@@ -88,6 +88,12 @@ def main():
 @click.option("--safety-checker", type=bool, default=DEFAULTS.safety_checker, show_default=True,
               help="Run the model's safety checker; a flagged output fails its image.")
 @click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Images per pipeline call.")
+@click.option("--compile", type=bool, default=DEFAULTS.compile, show_default=True,
+              help="torch.compile the UNet and VAE decoder, every call padded to --batch-size (same results within float tolerance).")
+@click.option("--channels-last", type=bool, default=DEFAULTS.channels_last, show_default=True,
+              help="Channels-last memory layout of the UNet and VAE (same results within float tolerance).")
+@click.option("--fuse-qkv", type=bool, default=DEFAULTS.fuse_qkv, show_default=True,
+              help="Fused query/key/value attention projections (same results within float tolerance).")
 @click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--experiment", default=DEFAULTS.experiment, help="MLflow experiment name.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")

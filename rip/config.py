@@ -19,10 +19,12 @@ RANDOM_NUMBERS = ("independent", "common")
 """independent: every condition of the run enters the key of each random draw, so runs of
 different conditions draw independently (as in the study); common: draws depend only on (seed,
 image, iteration), so conditions share squares and noise (a paired design)."""
+SPEEDUPS = ("compile", "channels_last", "fuse_qkv")  # opt-in, same results within float tolerance
 RESAMPLING_FILTERS = ("lanczos", "bicubic", "bilinear", "hamming", "box", "nearest")
 
 # fields that do not change what a run draws: how long it runs, what it measures, where it runs
-_NOT_DRAWN = ("seed", "images", "percent", "step", "metrics", "batch_size", "device", "experiment", "random_numbers")
+_NOT_DRAWN = ("seed", "images", "percent", "step", "metrics", "batch_size", "device", "experiment", "random_numbers",
+              *SPEEDUPS)
 # what runs recorded before a field existed did, for `from_json`
 _LEGACY = {"random_numbers": "common"}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -56,6 +58,9 @@ class RunConfig:
     batch_size: int = 4  # images inpainted per pipeline call
     device: str = "auto"
     experiment: str = ""  # MLflow experiment; empty = the active one or "recursive-inpainting"
+    compile: bool = False  # torch.compile the UNet and VAE decoder (static batches); same results within float tolerance
+    channels_last: bool = False  # channels-last memory layout of the UNet and VAE; same results within float tolerance
+    fuse_qkv: bool = False  # fused query/key/value attention projections; same results within float tolerance
 
     @property
     def squares_per_side(self) -> int:
@@ -163,6 +168,9 @@ class RunConfig:
             )
         if self.safety_checker and not is_diffusers_model(self.model):
             raise ValueError(f"safety_checker needs a diffusers model that ships one; {self.model!r} has none")
+        for name in SPEEDUPS:
+            if getattr(self, name) and not (is_diffusers_model(self.model) or self.model == "tiny"):
+                raise ValueError(f"{name} speeds up diffusion models; {self.model!r} is not one")
         return self
 
 

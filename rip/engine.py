@@ -3,7 +3,7 @@
 The engine knows nothing of MLflow: it yields events that a recorder turns into runs.
 """
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,20 +11,37 @@ import torch
 from tqdm.auto import tqdm
 
 from rip.config import RunConfig
-from rip.inpainters.base import Inpainter, InpaintingFailure
-from rip.masks import square_for
+from rip.inpainters.base import Inpainter, to_arrays, to_batch
+from rip.masks import Square, square_for
 from rip.metrics import Metric
 from rip.seeding import derive_seed
+
+PIPELINE_FIELDS = (
+    "model", "steps", "guidance", "strength", "prompt", "paste_back", "scheduler", "size", "dtype",
+    "skip_guidance", "safety_checker", "device", "compile", "channels_last", "fuse_qkv",
+)
+"""What one inpainter call depends on: configurations sharing an engine agree on all of these."""
+
+
+def pipeline_key(config: RunConfig) -> tuple:
+    """Configurations with equal keys can share one inpainter, hence one engine (`RecursiveInpainting.shared`)."""
+    return tuple(getattr(config, name) for name in PIPELINE_FIELDS)
 
 
 @dataclass
 class ImageTask:
-    """One image's recursion. `current` is the generation after `iteration` inpaintings."""
+    """One image's recursion. `current` is the generation after `iteration` inpaintings.
+
+    `key` names the task's configuration in a shared engine (None with one configuration).
+    While the engine runs, the generation lives on the inpainter's device; `current` is
+    updated at every checkpoint.
+    """
 
     image_id: str
     original: np.ndarray
     current: np.ndarray | None = None
     iteration: int = 0
+    key: Hashable = None
 
     def __post_init__(self):
         if self.current is None:
@@ -35,6 +52,10 @@ class ImageTask:
 class ImageStarted:
     task: ImageTask
 
+    @property
+    def key(self) -> Hashable:
+        return self.task.key
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -43,13 +64,15 @@ class Checkpoint:
     image_id: str
     iteration: int
     percent: int
-    image: np.ndarray
+    image: np.ndarray  # uint8 (H, W, 3), on the host
     values: dict[str, float]
+    key: Hashable = None  # the task's configuration
 
 
 @dataclass(frozen=True)
 class ImageFinished:
     image_id: str
+    key: Hashable = None
 
 
 @dataclass(frozen=True)
@@ -59,89 +82,178 @@ class ImageFailed:
     image_id: str
     iteration: int
     reason: str
+    key: Hashable = None
 
 
 Event = ImageStarted | Checkpoint | ImageFinished | ImageFailed
 
 
+@dataclass(frozen=True)
+class _Configuration:
+    config: RunConfig
+    metrics: tuple[Metric, ...]
+
+
+@dataclass
+class _Recursion:
+    """A task in progress: its configuration and its generation on the inpainter's device."""
+
+    task: ImageTask
+    setting: _Configuration
+    current: torch.Tensor  # uint8 (3, H, W)
+
+
 class RecursiveInpainting:
-    """Runs `config`'s protocol over many images, `config.batch_size` per inpainter call.
+    """Runs the protocol of one or several configurations, `batch_size` images per inpainter call.
+
+    One configuration: `RecursiveInpainting(config, inpainter, metrics).run(tasks)`, with
+    `config.batch_size` images per call. Several that share a model (equal `pipeline_key`):
+    `RecursiveInpainting.shared({key: (config, metrics), ...}, inpainter, batch_size=...)`,
+    whose calls mix the unfinished images of every configuration; tasks name their
+    configuration in `ImageTask.key`, and every event carries that `key` so a caller can route
+    it to the configuration's recorder. Results equal running each configuration alone.
 
     Images join the batch as others finish, so tasks resumed at different iterations share
     calls. An image the inpainter fails (see `InpaintingFailure`) stops with `ImageFailed`; the
-    others go on. Every random choice derives from (seed, image id, iteration): results do not depend
-    on the order of the images, nor on the batch size (for diffusion backends: within float
-    tolerance, one level of 255 at most).
+    others go on. Every random choice derives from (seed, image id, iteration, the run's
+    conditions): results do not depend on the order of the images, nor on the batch or the
+    other configurations in it (for diffusion backends: within float tolerance, one level of
+    255 at most). Generations stay on the inpainter's device between checkpoints.
     """
 
     def __init__(self, config: RunConfig, inpainter: Inpainter, metrics: Sequence[Metric], progress: bool = True):
-        self.config = config
         self.inpainter = inpainter
-        self.metrics = list(metrics)
         self.progress = progress
+        self.batch_size = config.batch_size
+        self.configurations = {None: _Configuration(config, tuple(metrics))}
+
+    @classmethod
+    def shared(
+        cls,
+        configurations: Mapping[Hashable, tuple[RunConfig, Sequence[Metric]]],
+        inpainter: Inpainter,
+        *,
+        batch_size: int | None = None,
+        progress: bool = True,
+    ) -> "RecursiveInpainting":
+        """An engine over several configurations, keyed as their tasks' `ImageTask.key`.
+
+        Every configuration must have the same `pipeline_key` (the inpainter's); `batch_size`
+        defaults to the largest of theirs.
+        """
+        if not configurations:
+            raise ValueError("shared needs at least one configuration")
+        keys = {pipeline_key(config) for config, _ in configurations.values()}
+        if len(keys) > 1:
+            first = next(iter(configurations.values()))[0]
+            differing = sorted({
+                name for config, _ in configurations.values() for name in PIPELINE_FIELDS
+                if getattr(config, name) != getattr(first, name)
+            })
+            raise ValueError(f"configurations of one engine must share the pipeline call; they differ in {', '.join(differing)}")
+        first, metrics = next(iter(configurations.values()))
+        engine = cls(first, inpainter, metrics, progress)
+        engine.configurations = {key: _Configuration(config, tuple(metrics)) for key, (config, metrics) in configurations.items()}
+        engine.batch_size = batch_size or max(config.batch_size for config, _ in configurations.values())
+        return engine
 
     def run(self, tasks: Iterable[ImageTask]) -> Iterator[Event]:
-        """Yield ImageStarted, Checkpoint and ImageFinished events as the recursion proceeds."""
-        tasks = list(tasks)
-        total = self.config.total_iterations
-        remaining = sum(total - task.iteration for task in tasks)
+        """Yield ImageStarted, Checkpoint, ImageFinished and ImageFailed events as the recursion proceeds."""
+        tasks = self._checked(tasks)
+        remaining = sum(self.configurations[task.key].config.total_iterations - task.iteration for task in tasks)
         pending = iter(tasks)
-        active: list[ImageTask] = []
+        active: list[_Recursion] = []
         with tqdm(total=remaining, unit="inpainting", disable=not self.progress) as bar:
             while True:
-                while len(active) < self.config.batch_size and (task := next(pending, None)):
+                while len(active) < self.batch_size and (task := next(pending, None)):
+                    setting = self.configurations[task.key]
                     yield ImageStarted(task)
                     if task.iteration == 0:
                         yield from self._measure([task])
-                    if task.iteration >= total:
-                        yield ImageFinished(task.image_id)
+                    if task.iteration >= setting.config.total_iterations:
+                        yield ImageFinished(task.image_id, task.key)
                         continue
-                    active.append(task)
+                    current = to_batch([task.current], self.inpainter.device)[0]
+                    active.append(_Recursion(task, setting, current))
                 if not active:
                     return
-                for task, reason in self._step(active):
-                    active.remove(task)
-                    yield ImageFailed(task.image_id, task.iteration, reason)
+                for item, reason in self._step(active):
+                    active.remove(item)
+                    yield ImageFailed(item.task.image_id, item.task.iteration, reason, item.task.key)
                 bar.update(len(active))
-                reached = [task for task in active if task.iteration % self.config.iterations_per_step == 0]
-                yield from self._measure(reached)
-                for task in reached:
-                    if task.iteration == total:
-                        active.remove(task)
-                        yield ImageFinished(task.image_id)
+                reached = [item for item in active if item.task.iteration % item.setting.config.iterations_per_step == 0]
+                if reached:
+                    for item, array in zip(reached, to_arrays(torch.stack([item.current for item in reached]))):
+                        item.task.current = array
+                    yield from self._measure([item.task for item in reached])
+                for item in reached:
+                    if item.task.iteration == item.setting.config.total_iterations:
+                        active.remove(item)
+                        yield ImageFinished(item.task.image_id, item.task.key)
 
-    def _step(self, tasks: list[ImageTask]) -> list[tuple[ImageTask, str]]:
+    def _checked(self, tasks: Iterable[ImageTask]) -> list[ImageTask]:
+        """The tasks, each of a known configuration and present once."""
+        tasks = list(tasks)
+        unknown = sorted({repr(task.key) for task in tasks if task.key not in self.configurations})
+        if unknown:
+            raise ValueError(f"tasks of unknown configurations: {', '.join(unknown)}")
+        seen = set()
+        for task in tasks:
+            if (task.key, task.image_id) in seen:
+                raise ValueError(f"image {task.image_id!r} of configuration {task.key!r} appears twice")
+            seen.add((task.key, task.image_id))
+        return tasks
+
+    def _step(self, items: list[_Recursion]) -> list[tuple[_Recursion, str]]:
         """One inpainting of every task's next square; return the tasks that failed, with why."""
-        config = self.config
-        masks = [
-            square_for(config, task.image_id, task.iteration).to_array(config.size) for task in tasks
-        ]
-        seeds = [derive_seed(config.seed, task.image_id, task.iteration, "noise", config.draw_key) for task in tasks]
-        outputs = self.inpainter.inpaint([task.current for task in tasks], masks, seeds)
+        squares, seeds = [], []
+        for item in items:
+            config, task = item.setting.config, item.task
+            squares.append(square_for(config, task.image_id, task.iteration))
+            seeds.append(derive_seed(config.seed, task.image_id, task.iteration, "noise", config.draw_key))
+        images = torch.stack([item.current for item in items])
+        masks = square_masks(squares, images.shape[-1], images.device)
+        outputs, failures = self.inpainter.inpaint_batch(images, masks, seeds)
         failed = []
-        for task, output in zip(tasks, outputs):
-            if isinstance(output, InpaintingFailure):
-                failed.append((task, f"{task.image_id}, iteration {task.iteration + 1}: {output.reason}"))
+        for item, output, failure in zip(items, outputs, failures):
+            if failure is not None:
+                failed.append((item, f"{item.task.image_id}, iteration {item.task.iteration + 1}: {failure.reason}"))
                 continue
-            task.current = output
-            task.iteration += 1
+            item.current = output
+            item.task.iteration += 1
         return failed
 
     def _measure(self, tasks: list[ImageTask]) -> Iterator[Checkpoint]:
-        """Every metric on every task's current generation, batched."""
-        if not tasks:
-            return
-        originals = to_tensor([task.original for task in tasks])
-        generations = to_tensor([task.current for task in tasks])
-        values = {metric.key: metric(originals, generations) for metric in self.metrics}
+        """Every metric of its configuration on every task's current generation, batched per configuration."""
+        values: dict[int, dict[str, float]] = {}
+        for key, setting in self.configurations.items():
+            indices = [index for index, task in enumerate(tasks) if task.key == key]
+            if not indices:
+                continue
+            originals = to_tensor([tasks[index].original for index in indices])
+            generations = to_tensor([tasks[index].current for index in indices])
+            columns = {metric.key: metric(originals, generations) for metric in setting.metrics}
+            for row, index in enumerate(indices):
+                values[index] = {name: float(column[row]) for name, column in columns.items()}
         for index, task in enumerate(tasks):
             yield Checkpoint(
                 image_id=task.image_id,
                 iteration=task.iteration,
-                percent=round(self.config.percent_after(task.iteration)),
+                percent=round(self.configurations[task.key].config.percent_after(task.iteration)),
                 image=task.current,
-                values={key: float(column[index]) for key, column in values.items()},
+                values=values[index],
+                key=task.key,
             )
+
+
+def square_masks(squares: Sequence[Square], size: int, device: torch.device | str) -> torch.Tensor:
+    """Boolean (N, size, size) masks on `device`, True inside each square."""
+    corners = torch.tensor([[square.top, square.left, square.mask] for square in squares], device=device)
+    top, left, side = (corners[:, column, None] for column in range(3))
+    pixels = torch.arange(size, device=device)
+    rows = (pixels >= top) & (pixels < top + side)
+    cols = (pixels >= left) & (pixels < left + side)
+    return rows[:, :, None] & cols[:, None, :]
 
 
 def to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:

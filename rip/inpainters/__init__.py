@@ -29,7 +29,7 @@ def load_inpainter(config, device: str):
 
         return BiharmonicInpainter()
 
-    from rip.inpainters.diffusion import DiffusionInpainter, replace_scheduler
+    from rip.inpainters.diffusion import DiffusionInpainter, replace_scheduler, resolve_dtype, speed_up
 
     options = dict(
         num_inference_steps=config.steps,
@@ -38,20 +38,23 @@ def load_inpainter(config, device: str):
         prompt=config.prompt,
         paste_back=config.paste_back,
         skip_unconditional_guidance=config.skip_guidance,
+        static_batch=config.batch_size if config.compile else None,
     )
     if config.model == "tiny":
-        from rip.inpainters.diffusion import resolve_dtype
         from rip.inpainters.tiny import build_tiny_pipeline
 
         pipeline = build_tiny_pipeline()
         if config.scheduler is not None:
             replace_scheduler(pipeline, config.scheduler)
         tags = {TINY_TAG: "true: a randomly initialised tiny pipeline, for tests and smoke runs"}
-        return DiffusionInpainter(
+        inpainter = DiffusionInpainter(
             pipeline.to(device, resolve_dtype(config.dtype, device)), name="tiny", revision="tiny-seed0", tags=tags,
             **options,
         )
-    return DiffusionInpainter.from_pretrained(
-        config.model, device=device, dtype=config.dtype, scheduler=config.scheduler,
-        safety_checker=config.safety_checker, **options,
-    )
+    else:
+        inpainter = DiffusionInpainter.from_pretrained(
+            config.model, device=device, dtype=config.dtype, scheduler=config.scheduler,
+            safety_checker=config.safety_checker, **options,
+        )
+    speed_up(inpainter.pipeline, compile=config.compile, channels_last=config.channels_last, fuse_qkv=config.fuse_qkv)
+    return inpainter
