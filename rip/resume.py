@@ -15,7 +15,7 @@ from rip.engine import ImageTask
 from rip.tracking import CONFIG_TAG, GRID_KEY, IMAGE_TAG, KIND_TAG, PARENT_TAG, UI_IMAGE_KEY, logged_steps
 
 # settings that change no result: they may differ between attempts
-FREE_FIELDS = ("batch_size", "device", "experiment")
+FREE_FIELDS = ("batch_size", "device", "experiment", "compile", "channels_last", "fuse_qkv")
 # what must match for a resumed run to reproduce an uninterrupted one
 VERSION_PARAMS = ("version_rip", "version_torch", "version_diffusers", "version_lpips", "version_stlpips-pytorch")
 
