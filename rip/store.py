@@ -9,11 +9,11 @@ ran in. Experiments created earlier keep the location they were created with.
 """
 
 import fcntl
+import functools
 import os
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
-from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.engine import make_url
 
 ARTIFACT_ROOT_ENV = "RIP_ARTIFACT_ROOT"
@@ -38,36 +38,43 @@ def artifact_root(store_uri: str) -> str:
     return str((file.parent if file else Path.cwd()) / ARTIFACT_FOLDER)
 
 
-class LocalStore(SqlAlchemyStore):
-    """MLflow's SQLite store, for processes that look an experiment up before creating it.
+@functools.cache
+def local_store_class() -> type:
+    """MLflow's SqlAlchemyStore, for processes that look an experiment up before creating it: when
+    another process created the experiment in between, creating it returns that experiment.
 
-    When another process created the experiment between the lookup and the creation, creating
-    it returns that experiment instead of failing.
+    Built on first use, since MLflow may import this module (as a store plugin) while it is being imported.
     """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    def create_experiment(self, name, artifact_location=None, tags=None):
-        try:
-            return super().create_experiment(name, artifact_location, tags)
-        except MlflowException as error:
-            existing = self.get_experiment_by_name(name)
-            if error.error_code != "RESOURCE_ALREADY_EXISTS" or existing is None:
-                raise
-            if existing.lifecycle_stage != "active":
-                raise
-            return existing.experiment_id
+    class LocalStore(SqlAlchemyStore):
+        def create_experiment(self, name, artifact_location=None, tags=None):
+            try:
+                return super().create_experiment(name, artifact_location, tags)
+            except MlflowException as error:
+                existing = self.get_experiment_by_name(name)
+                if error.error_code != "RESOURCE_ALREADY_EXISTS" or existing is None:
+                    raise
+                if existing.lifecycle_stage != "active":
+                    raise
+                return existing.experiment_id
+
+    return LocalStore
 
 
-def sqlite_store(store_uri: str, artifact_uri: str | None = None) -> LocalStore:
+def sqlite_store(store_uri: str, artifact_uri: str | None = None):
     """Build the store of a sqlite URI under its lock; new experiments' artifacts go to `artifact_uri`
-    (default: `artifact_root(store_uri)`). Raises MlflowException with one line on failure."""
+    (default: `artifact_root(store_uri)`). Raises MlflowException with one line on failure.
+
+    The signature of MLflow's store builders: `mlflow.tracking_store` entry points may name it."""
     root = artifact_uri or artifact_root(store_uri)
     file = database_file(store_uri)
     if file is None:
-        return LocalStore(store_uri, root)
+        return local_store_class()(store_uri, root)
     try:
         with open(f"{file}{LOCK_SUFFIX}", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when this process dies
-            return LocalStore(store_uri, root)
+            return local_store_class()(store_uri, root)
     except MlflowException:
         raise
     except Exception as error:  # SQLAlchemy, alembic or the file system: one line, not their traceback
