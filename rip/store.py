@@ -53,9 +53,8 @@ def local_store_class() -> type:
                 return super().create_experiment(name, artifact_location, tags)
             except MlflowException as error:
                 existing = self.get_experiment_by_name(name)
-                if error.error_code != "RESOURCE_ALREADY_EXISTS" or existing is None:
-                    raise
-                if existing.lifecycle_stage != "active":
+                created_meanwhile = existing is not None and existing.lifecycle_stage == "active"
+                if error.error_code != "RESOURCE_ALREADY_EXISTS" or not created_meanwhile:
                     raise
                 return existing.experiment_id
 
