@@ -35,9 +35,10 @@ ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
 def database() -> tuple[str, str]:
     """A new empty database: (its name, its storage URL)."""
     name = f"rip_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg2.connect(**ADMIN) as admin:
-        admin.autocommit = True
-        admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    admin = psycopg2.connect(**ADMIN)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    admin.close()
     return name, f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
 
 

@@ -193,7 +193,8 @@ class SweepWorker:
         attrs = study.user_attrs
         for index, config in enumerate(self.plan.configs):
             states = [trial.state for unit, trial in latest.items() if unit.configuration == index]
-            if f"{SETTLED_ATTR}{index}" in attrs or TrialState.WAITING in states or TrialState.RUNNING in states:
+            if (not states or f"{SETTLED_ATTR}{index}" in attrs or TrialState.WAITING in states
+                    or TrialState.RUNNING in states):
                 continue
             status = "FINISHED" if set(states) == {TrialState.COMPLETE} else "FAILED"
             run_id = attrs.get(f"{PARENT_ATTR}{index}")

@@ -35,7 +35,7 @@ def preset(image_folder, tmp_path_factory):
     """Two configurations (masks 16 and 32) of three small images, Telea, SSIM."""
     path = tmp_path_factory.mktemp("preset") / "grid.yaml"
     path.write_text(yaml.safe_dump(dict(model="telea", images=str(image_folder), size=64, mask=[16, 32],
-                                        percent=400, step=50, metrics=["ssim"])))
+                                        percent=200, step=50, metrics=["ssim"])))
     return path
 
 
@@ -56,7 +56,7 @@ def start(args, tmp_path, **env) -> subprocess.Popen:
     return worker
 
 
-def finish(worker, timeout=300) -> str:
+def finish(worker, timeout=900) -> str:
     worker.wait(timeout=timeout)
     worker.log.seek(0)
     return worker.log.read()
@@ -95,8 +95,8 @@ def assert_equal_results(shared, reference):
             assert got["images"][image]["status"] == "FINISHED"
             for key in KEYS:  # same values at the same steps, each step once
                 assert sorted(got["images"][image][key]) == sorted(histories[key]), (mask, image, key)
-                assert len({step for step, _ in got["images"][image][key]}) == 9
-        assert got["aggregates"] == expected["aggregates"] and len(got["aggregates"]["ssim_mean"]) == 9
+                assert len({step for step, _ in got["images"][image][key]}) == 5
+        assert got["aggregates"] == expected["aggregates"] and len(got["aggregates"]["ssim_mean"]) == 5
         assert got["table"] == expected["table"]
 
 
@@ -116,7 +116,7 @@ def units_of(storage) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=summary.study_name, storage=storage).trials
 
 
-def wait_for_checkpoints(client, experiment, count, workers, timeout=240):
+def wait_for_checkpoints(client, experiment, count, workers, timeout=600):
     """Wait until some image run has `count` checkpoints while `workers` still run."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -213,7 +213,7 @@ def test_workers_started_by_submitit_share_the_sweep(mlflow_server, preset, refe
                "--", "sweep", str(preset), "--tracking-uri", mlflow_server.uri, "--set", "experiment=sweep-submitit",
                "--storage", storage, "--chunk-size", "1", *QUEUE]
     done = subprocess.run([str(BIN / "rip"), *command], capture_output=True, text=True, env=environment(tmp_path),
-                          cwd=tmp_path, timeout=400)
+                          cwd=tmp_path, timeout=1200)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(": done") == 2
     trials = units_of(storage)
