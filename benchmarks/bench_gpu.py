@@ -114,8 +114,11 @@ def byte_tokenizer(vocab_size: int) -> CLIPTokenizer:
     return CLIPTokenizer(vocab={token: index for index, token in enumerate(tokens)}, merges=[], model_max_length=77)
 
 
-def build_random_sd2(scale: int = 1, seed: int = 0):
-    """SD2 inpainting's pipeline with random weights, from benchmarks/sd2_inpainting/ (see --scale)."""
+def build_random_sd2(scale: int = 1, seed: int = 0, device: str = "cpu"):
+    """SD2 inpainting's pipeline with random weights, from benchmarks/sd2_inpainting/ (see --scale).
+
+    The weights are drawn on `device` (fast on a GPU); the same seed and device give the same weights.
+    """
     index = json.loads((SD2_CONFIGS / "model_index.json").read_text())
     configs = scaled_configs(scale)
     components = {}
@@ -129,8 +132,9 @@ def build_random_sd2(scale: int = 1, seed: int = 0):
             cls = getattr(importlib.import_module(library), class_name)
             torch.manual_seed(seed)
             config = configs[name]
-            components[name] = cls(cls.config_class.from_dict(config)) if library == "transformers" \
-                else cls.from_config(config)
+            with torch.device(device):
+                components[name] = cls(cls.config_class.from_dict(config)) if library == "transformers" \
+                    else cls.from_config(config)
     pipeline_class = getattr(importlib.import_module("diffusers"), index["_class_name"])
     return pipeline_class(**components, requires_safety_checker=index["requires_safety_checker"])
 
@@ -262,8 +266,11 @@ class Measurements:
 
 # -- the loops ----------------------------------------------------------------------------------
 
-def naive_loop(pipeline, config: RunConfig, tasks: list[ImageTask], measure: Measurements) -> dict[tuple, np.ndarray]:
-    """One pipeline call per iteration, default guidance, PIL in and out; same squares and seeds as the engine."""
+def naive_loop(pipeline, config: RunConfig, tasks: list[ImageTask], measure: Measurements) -> tuple[dict, list]:
+    """One pipeline call per iteration, default guidance, PIL in and out; same squares and seeds as the engine.
+
+    Returns each (image id, iteration)'s output, and no failures (the pipeline reports none).
+    """
     outputs = {}
     for task in tasks:
         current = Image.fromarray(task.original)
@@ -278,21 +285,21 @@ def naive_loop(pipeline, config: RunConfig, tasks: list[ImageTask], measure: Mea
             ).images[0]
             outputs[task.image_id, iteration + 1] = np.asarray(current)
             measure(task.image_id, iteration + 1, task.original, outputs[task.image_id, iteration + 1])
-    return outputs
+    return outputs, []
 
 
-def engine_loop(inpainter, config: RunConfig, tasks: list[ImageTask], measure: Measurements) -> dict[tuple, np.ndarray]:
-    """The engine, a checkpoint every iteration and no metrics of its own; failures are raised."""
+def engine_loop(inpainter, config: RunConfig, tasks: list[ImageTask], measure: Measurements) -> tuple[dict, list]:
+    """The engine, a checkpoint every iteration and no metrics of its own: outputs as `naive_loop`'s, failures."""
     originals = {task.image_id: task.original for task in tasks}
-    outputs = {}
+    outputs, failures = {}, []
     for event in RecursiveInpainting(config, inpainter, [], progress=False).run(tasks):
         if isinstance(event, ImageFailed):
-            raise RuntimeError(f"the engine failed {event.image_id} at iteration {event.iteration}: {event.reason}")
+            failures.append(f"{event.image_id}, iteration {event.iteration + 1}: {event.reason}")
         if isinstance(event, Checkpoint):
             if event.iteration:
                 outputs[event.image_id, event.iteration] = event.image
             measure(event.image_id, event.iteration, originals[event.image_id], event.image)
-    return outputs
+    return outputs, failures
 
 
 @dataclasses.dataclass
@@ -322,11 +329,11 @@ def run_variant(variant: Variant, stopwatch: Stopwatch, measure: Measurements, d
         torch.cuda.reset_peak_memory_stats()
         memory_before = torch.cuda.memory_allocated()
     with stopwatch.timing("wall"):
-        outputs = variant.loop(variant.model, config, tasks, measure)
+        outputs, failures = variant.loop(variant.model, config, tasks, measure)
     peak = torch.cuda.max_memory_allocated() - memory_before + weight_bytes(variant.pipeline) \
         if device.startswith("cuda") else None
     return dict(seconds=dict(stopwatch.seconds), calls=dict(stopwatch.calls), samples=dict(stopwatch.samples),
-                outputs=outputs, peak_bytes=peak, inpaintings=len(tasks) * config.total_iterations)
+                outputs=outputs, failures=failures, peak_bytes=peak, inpaintings=len(outputs))
 
 
 def weight_bytes(pipeline) -> int:
@@ -348,15 +355,16 @@ def summarise(name: str, run: dict, reference: dict, flops: dict[str, int], peak
     rate = run["inpaintings"] / wall
     first = next(iter(dict.fromkeys(image_id for image_id, _ in reference)))
     differences = [int(np.abs(run["outputs"][first, i].astype(np.int16) - reference[first, i]).max())
-                   for i in range(1, iterations + 1)]
+                   for i in range(1, iterations + 1) if (first, i) in run["outputs"] and (first, i) in reference]
     return dict(
         variant=name, inpaintings=run["inpaintings"], seconds=wall, inpaintings_per_s=rate,
         unet_calls=run["calls"].get("unet", 0), samples={module: samples.get(module, 0) for module in MODULES},
         split_seconds=split, split_percent={part: 100 * value / wall for part, value in split.items()},
         tflop=counted / 1e12, tflops=counted / wall / 1e12, mfu=counted / wall / 1e12 / peak_tflops,
         peak_memory_gib=None if run["peak_bytes"] is None else run["peak_bytes"] / GIB,
-        max_difference_per_iteration=differences, max_difference=max(differences),
-        projected_hours={study: count / rate / 3600 for study, count in STUDIES.items()},
+        max_difference_per_iteration=differences, max_difference=max(differences, default=None),
+        failures=run["failures"],
+        projected_hours={study: count / rate / 3600 if rate else None for study, count in STUDIES.items()},
     )
 
 
@@ -367,8 +375,9 @@ def markdown(results: list[dict], skipped: dict[str, str]) -> str:
     for r in results:
         p = r["split_percent"]
         memory = "–" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.1f}"
+        name = r["variant"] + (f" ({len(r['failures'])} images failed)" if r["failures"] else "")
         lines.append(
-            f"| {r['variant']} | {r['inpaintings_per_s']:.3g} | {r['unet_calls']} | {p['unet']:.0f} % "
+            f"| {name} | {r['inpaintings_per_s']:.3g} | {r['unet_calls']} | {p['unet']:.0f} % "
             f"| {p['vae_encode']:.0f} % | {p['vae_decode']:.0f} % | {p['text_encoder']:.1f} % | {p['host']:.0f} % "
             f"| {p['metrics']:.1f} % | {p['logging']:.1f} % | {r['tflops']:.3g} | {100 * r['mfu']:.2g} % | {memory} "
             f"| {r['max_difference']} | {r['projected_hours']['replication']:.3g} "
@@ -446,7 +455,7 @@ def load_model(args: argparse.Namespace, folder: Path, device: str) -> tuple[Run
     model = args.model
     if args.random_sd2:
         start = time.perf_counter()
-        pipeline = build_random_sd2(args.scale, args.seed)
+        pipeline = build_random_sd2(args.scale, args.seed, device)
         timings["build_seconds"] = time.perf_counter() - start
         model = str(folder / "sd2-inpainting-random")
         start = time.perf_counter()
@@ -478,7 +487,7 @@ def machine(device: str) -> dict:
 
     info = dict(platform=platform.platform(), cpus=os.cpu_count(), torch=torch.__version__,
                 diffusers=diffusers.__version__, transformers=transformers.__version__, device=device,
-                threads=torch.get_num_threads(), load_average=os.getloadavg()[0])
+                threads=torch.get_num_threads(), load_average_at_end=os.getloadavg()[0])
     if device.startswith("cuda"):
         info.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda, driver=nvidia_driver())
     return info
@@ -495,7 +504,7 @@ def nvidia_driver() -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    started = time.perf_counter()
+    started, load_average = time.perf_counter(), os.getloadavg()[0]
     args = parse_args(argv)
     device = resolve_device(args.device)
     if args.threads:
@@ -507,7 +516,7 @@ def main(argv: list[str] | None = None) -> dict:
         pipeline = inpainter.pipeline
         flops = module_flops(pipeline, config.size)
         print(f"{device}: {pipeline.unet.dtype}, UNet {parameter_counts(pipeline)['unet'] / 1e6:.0f}M parameters, "
-              f"{flops['unet'] / 1e12:.3f} TFLOP per UNet sample at {config.size} px; "
+              f"{flops['unet'] / 1e9:.4g} GFLOP per UNet sample at {config.size} px; "
               + ", ".join(f"{key} {value:.1f} s" for key, value in timings.items()), flush=True)
 
         stopwatch = Stopwatch(device)
@@ -541,11 +550,12 @@ def main(argv: list[str] | None = None) -> dict:
             startup[variant.name] = time.perf_counter() - start
 
         # 4. Timed passes, alternating order; the fastest of each variant counts
-        best = {}
+        best, rates = {}, defaultdict(list)
         for repeat in range(args.repeats):
             for variant in variants if repeat % 2 == 0 else variants[::-1]:
                 run = run_variant(variant, stopwatch, measure, device)
-                print(f"  {variant.name}: {run['inpaintings'] / run['seconds']['wall']:.4g} inpaintings/s", flush=True)
+                rates[variant.name].append(run["inpaintings"] / run["seconds"]["wall"])
+                print(f"  {variant.name}: {rates[variant.name][-1]:.4g} inpaintings/s", flush=True)
                 if variant.name not in best or run["seconds"]["wall"] < best[variant.name]["seconds"]["wall"]:
                     best[variant.name] = run
         results = [summarise(variant.name, best[variant.name], best["naive"]["outputs"], flops, args.peak_tflops,
@@ -554,8 +564,9 @@ def main(argv: list[str] | None = None) -> dict:
     for result in results:
         result["speedup_vs_naive"] = result["inpaintings_per_s"] / naive_rate
         result["startup_seconds"] = startup[result["variant"]]
+        result["inpaintings_per_s_each_pass"] = rates[result["variant"]]
     report = dict(
-        machine=machine(device), settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        machine=machine(device) | {"load_average_at_start": load_average}, settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         model=dict(source=f"random SD2 inpainting, scale {args.scale}" if args.random_sd2 else args.model,
                    dtype=str(pipeline.unet.dtype), parameters=parameter_counts(pipeline), **timings),
         flops_per_sample=flops, studies=STUDIES, variants=results, skipped=skipped,
