@@ -148,7 +148,7 @@ def properties_figure(
 ) -> Figure:
     """Final distance of each image versus each image property: a panel per property, a colour per
     mask, Spearman's ρ per mask in the legend. `frame` (the runs) names model, images and size."""
-    metric = stability["metric"].iloc[0] if len(stability) else ""
+    distance = stability["distance_name"].iloc[0] if len(stability) else ""
     palette = colours(stability["mask"])
     with styled():
         figure = Figure(figsize=(0.6 + 3.2 * len(properties), 3.1), layout="constrained")
@@ -160,7 +160,7 @@ def properties_figure(
                 ax.scatter(rows[prop], rows["final"], s=14, alpha=0.75, linewidths=0, color=palette[mask],
                            label=f"{mask_label(mask)}: ρ = {rho:.2f} (n = {len(pairs)})")
             ax.set_xlabel(PROPERTY_LABELS.get(prop, prop.replace("_", " ")))
-            ax.set_ylabel(f"{metric_label(metric)} at {stability['percent'].max()} %")
+            ax.set_ylabel(f"{metric_label(distance)} at {stability['percent'].max()} %")
             ax.legend(title="mask: Spearman ρ", loc="best")
         title(figure, "Which images drift further", frame,
               "one point per image (mean over its runs); ρ: Spearman rank correlation")
@@ -178,7 +178,7 @@ def label_figure(breakdown: pd.DataFrame, label: str, frame: pd.DataFrame | None
     masks = sorted(rows["mask"].unique())
     palette = colours(masks)
     width = 0.8 / len(masks)
-    metric = rows["metric"].iloc[0]
+    distance = rows["distance"].iloc[0]
     with styled():
         figure = Figure(figsize=(max(5.8, 1.2 + 0.5 * len(groups) * len(masks)), 3.4), layout="constrained")
         ax = figure.subplots()
@@ -192,7 +192,7 @@ def label_figure(breakdown: pd.DataFrame, label: str, frame: pd.DataFrame | None
         ax.set_xticks(np.arange(len(groups)), groups, rotation=30 if len(groups) > 4 else 0, ha="right"
                       if len(groups) > 4 else "center")
         ax.set_xlabel(label.removeprefix("label_"))
-        ax.set_ylabel(f"{metric_label(metric)} at {rows['percent'].max()} %")
+        ax.set_ylabel(f"{metric_label(distance)} at {rows['percent'].max()} %")
         ax.legend(title="mask", loc="best")
         title(figure, f"Final distance by {label.removeprefix('label_')}", frame,
               "bars: mean over images; error bars: ± SD over the n images above each bar")

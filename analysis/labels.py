@@ -12,14 +12,14 @@ def label_breakdown(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFr
     """Per condition, mask, label (a `label_*` column with 2+ groups) and group: the images' final
     distances at the last checkpoint every run reached, each image the mean over its runs.
 
-    Columns: conditions, mask, label, group, metric, percent, n (images), n_runs, mean, std
-    (ddof=1), median, min, max. Images without a value for a label are left out of its rows.
+    Columns: conditions, mask, label, group, metric, distance (e.g. 1-ssim for ssim), percent,
+    n (images), n_runs, mean, std (ddof=1), median, min, max of the distance. Images without a value for a label are left out of its rows.
     Empty when no label has two groups.
     """
     labels = label_columns(frame, min_groups=2)
     d = distances(frame)
     if not labels or d.empty:
-        return pd.DataFrame(columns=["mask", "label", "group", "metric", "percent", *SUMMARY])
+        return pd.DataFrame(columns=["mask", "label", "group", "metric", "distance", "percent", *SUMMARY])
     metric = metric if metric in set(d["metric"]) else default_metric(d)
     d = d[d["metric"] == metric]
     keys = condition_keys(frame) + ["mask"]
@@ -33,7 +33,8 @@ def label_breakdown(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFr
                 final=("distance", "mean"), runs=("run_id", "nunique")).reset_index()
             for name, members in images.groupby(label, sort=True):
                 final = members["final"]
-                rows.append({**dict(zip(keys, values)), "label": label, "group": name, "metric": metric, "percent": last,
+                rows.append({**dict(zip(keys, values)), "label": label, "group": name, "metric": metric,
+                             "distance": group["distance_name"].iloc[0], "percent": last,
                              "n": len(members), "n_runs": int(members["runs"].sum()), "mean": final.mean(),
                              "std": final.std(ddof=1), "median": final.median(), "min": final.min(), "max": final.max()})
     return pd.DataFrame(rows)
@@ -45,7 +46,7 @@ def label_tests(breakdown: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     if breakdown.empty:
         return pd.DataFrame(columns=["mask", "label", "metric", "groups", "n", "kruskal_h", "p_value"])
     d = distances(frame)
-    keys = [c for c in breakdown.columns if c not in {"label", "group", "metric", "percent", *SUMMARY}]
+    keys = [c for c in breakdown.columns if c not in {"label", "group", "metric", "distance", "percent", *SUMMARY}]
     rows = []
     for values, table in breakdown.groupby([*keys, "label"], sort=True, dropna=False):
         *context, label = values

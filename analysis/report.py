@@ -174,7 +174,7 @@ def _labels(frame: pd.DataFrame, out: _Outputs, metric: str) -> Section | None:
                    "Kruskal–Wallis tests whether the groups differ.")]
     for label in sorted(breakdown["label"].unique()):
         name = label.removeprefix("label_")
-        caption = f"{metric_label(breakdown['metric'].iloc[0])} by {name}"
+        caption = f"{metric_label(breakdown['distance'].iloc[0])} by {name}"
         blocks.append(out.figure(figures.label_figure(breakdown, label, frame), f"figures/label_{slug(name)}", caption))
     blocks += [Table(breakdown, "Per group:", "statistics/labels.csv"),
                Table(tests, "Kruskal–Wallis across groups:", "statistics/label_tests.csv")]
@@ -224,10 +224,10 @@ def _saturation_blocks(fits: pd.DataFrame, means: pd.DataFrame) -> list:
     counts["not_identifiable"] = counts["fits"] - counts["identifiable"]
     return [
         Text("Saturation: d(p) = a·(1 − e^(−p/τ)) + b·p fitted to the mean distance per mask. A fit is "
-             "identifiable when it has more checkpoints than its three parameters, τ lies inside its bounds "
-             "(at the upper bound, the largest percent, there is no plateau within the data) and its errors are "
-             "finite. Only an identifiable fit says whether the distance levels off (b's 95 % interval holds 0); "
-             "the others are reported as not identifiable."),
+             "identifiable when it has at least five checkpoints (two more than its parameters), τ lies inside its "
+             "bounds (at the upper bound, the largest percent, there is no plateau within the data), and its standard "
+             "errors are finite and positive, τ's smaller than τ. Only an identifiable fit says whether the distance "
+             "levels off (b's 95 % interval holds 0); the others are reported as not identifiable."),
         Table(means[columns], "Fits of the mean curves:", "statistics/saturation_means.csv"),
         Table(counts, "Fits per image run: how many are identifiable, and how many of those level off:",
               "statistics/saturation_runs.csv"),
@@ -271,8 +271,8 @@ def _filmstrips(client: MlflowClient, frame: pd.DataFrame, stability: pd.DataFra
             run = rows.sort_values(["seed", "run_id"]).iloc[0]
             run_rows = rows[rows["run_id"] == run["run_id"]]
             original, generations = run_images(client, run["run_id"])
-            caption = (f"{image['image_id']} · mask {run['mask']} px · seed {run['seed']} · "
-                       f"stability rank {image['rank']} of {len(ranked)}")
+            caption = (f"{image['image_id']} · model {run['model']} · size {run['size']} px · mask {run['mask']} px · "
+                       f"seed {run['seed']} · stability rank {image['rank']} of {len(ranked)}")
             figure = figures.filmstrip_figure(original, generations, caption,
                                               dict(zip(run_rows["percent"], run_rows["value"])), metric)
             where = "_".join(f"mask{v}" if k == "mask" else f"{k}-{v}" for k, v in zip(keys, values))

@@ -10,6 +10,7 @@ from scipy import optimize, stats
 from analysis.frames import CONDITIONS, default_metric, distances, is_similarity, varying
 
 EXACT_SPEARMAN_MAX = 7  # up to 7! = 5040 pairings
+MIN_DOF = 2  # residual degrees of freedom a saturation fit needs: with one, its errors rest on one residual
 FACTORS = ("mask",) + tuple(c for c in CONDITIONS if c != "images")  # what a paired test may compare
 
 
@@ -26,7 +27,7 @@ def fit_saturation(percent, distance) -> dict:
     holds 0), `linear_share` (b·p_max over the fitted distance at p_max: 0 = all plateau, 1 = all
     drift, negative = the distance turns back down), `rmse`, `n` and `fit` ("ok" or why not).
 
-    A fit is identifiable when it has more points than its 3 parameters (so errors exist), tau
+    A fit is identifiable when it has at least MIN_DOF points more than its 3 parameters, tau
     lies strictly inside its bounds (p_max/1000 .. p_max: at the upper bound there is no plateau
     within the data, at the lower one no rise to fit), every standard error is finite and
     positive, and tau's is smaller than tau (a rise within the first checkpoint leaves tau free).
@@ -56,7 +57,7 @@ def fit_saturation(percent, distance) -> dict:
     a, tau, b = (float(v) for v in params)
     residuals = d - saturation_curve(p, a, tau, b)
     dof = len(p) - 3
-    errors = np.sqrt(np.diag(covariance)) if dof > 0 else np.full(3, np.nan)
+    errors = np.sqrt(np.diag(covariance)) if dof >= MIN_DOF else np.full(3, np.nan)
     errors = np.where(np.isfinite(errors), errors, np.nan)
     at_upper, at_lower = tau >= upper[1] * (1 - 1e-6), tau <= lower[1] * (1 + 1e-6)
     result.update(a=a, tau=tau, b=b, a_se=float(errors[0]), tau_se=float(errors[1]), b_se=float(errors[2]),
@@ -64,8 +65,8 @@ def fit_saturation(percent, distance) -> dict:
     end = float(saturation_curve(span, a, tau, b))
     if end > 0:
         result["linear_share"] = b * span / end
-    if dof <= 0:
-        return {**result, "fit": f"not identifiable: {len(p)} checkpoints for 3 parameters"}
+    if dof < MIN_DOF:
+        return {**result, "fit": f"not identifiable: {len(p)} checkpoints for 3 parameters (at least {3 + MIN_DOF})"}
     if at_upper:
         return {**result, "fit": "not identifiable: tau at its upper bound (no plateau within the data)"}
     if at_lower:

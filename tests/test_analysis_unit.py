@@ -85,7 +85,9 @@ def test_saturation_fit_recovers_a_known_curve():
 
 def test_saturation_fit_with_three_points_is_not_identifiable():
     fit = statistics.fit_saturation([0, 50, 100], [0.0, 0.2, 0.3])
-    assert fit["fit"] == "not identifiable: 3 checkpoints for 3 parameters"
+    assert fit["fit"] == "not identifiable: 3 checkpoints for 3 parameters (at least 5)"
+    four = statistics.fit_saturation([0, 50, 100, 150], [0.0, 0.2, 0.3, 0.34])  # one residual: errors unreliable
+    assert four["identifiable"] is False and four["levels_off"] is None
     assert fit["identifiable"] is False and np.isnan(fit["b_se"]) and fit["levels_off"] is None
     assert statistics.fit_saturation([0, 50], [0.0, 0.2])["fit"] == "no fit: fewer than 3 checkpoints"
 
