@@ -143,7 +143,7 @@ def run_experiment(
     if recorder.failures:
         recorder.finish("FAILED")
         raise ImagesFailedError(
-            f"run {parent_id} FAILED: {len(recorder.failures)} image(s) stopped, the others completed:\n  "
+            f"run {parent_id} FAILED: {len(recorder.failures)} image(s) stopped, every other image completed:\n  "
             + "\n  ".join(recorder.failures)
         )
     recorder.finish("FINISHED")

@@ -84,7 +84,7 @@ def test_non_finite_output_fails_its_image_only():
 def test_failed_image_fails_its_run_and_the_others_complete(mlflow_server, image_folder, flagging_model):
     config = RunConfig(model=str(flagging_model), images=str(image_folder), size=SIZE, mask=32, percent=50,
                        step=25, steps=2, metrics=("ssim",), safety_checker=True, experiment="conditions")
-    with pytest.raises(ImagesFailedError, match="astronaut, iteration 1: the safety checker flagged") as error:
+    with pytest.raises(ImagesFailedError, match="astronaut.png, iteration 1: the safety checker flagged") as error:
         run_experiment(config, mlflow_server.uri, progress=False)
     client = MlflowClient(mlflow_server.uri)
     experiment = client.get_experiment_by_name("conditions").experiment_id
