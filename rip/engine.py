@@ -94,7 +94,7 @@ class _Configuration:
     metrics: tuple[Metric, ...]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Recursion:
     """A task in progress: its configuration and its generation on the inpainter's device."""
 

@@ -81,3 +81,40 @@ def test_same_seed_same_schedule_other_seed_differs():
     other = checkpoints(run(other_config, tasks(1)))["img0", 100].image
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)
+
+
+SHARED = {
+    "a": RunConfig(mask=16, size=64, step=25, percent=50, model="telea", metrics=("ssim",)),
+    "b": RunConfig(mask=32, size=64, step=25, percent=100, model="telea", metrics=("psnr",), seed=1, mask_order="scan"),
+}
+
+
+def shared_tasks():
+    return [ImageTask(f"img{i}", random_image(64, i), key=key) for key in SHARED for i in range(2)]
+
+
+def test_shared_engine_equals_each_configuration_alone():
+    configurations = {key: (config, load_metrics(config.metrics)) for key, config in SHARED.items()}
+    engine = RecursiveInpainting.shared(configurations, load_inpainter(SHARED["a"], "cpu"), batch_size=3, progress=False)
+    events = list(engine.run(shared_tasks()))
+    assert {(e.key, e.image_id) for e in events if isinstance(e, ImageFinished)} == {
+        (key, f"img{i}") for key in SHARED for i in range(2)
+    }
+    assert all(e.key == e.task.key for e in events if isinstance(e, ImageStarted))
+    for key, config in SHARED.items():
+        alone = checkpoints(run(config, [ImageTask(f"img{i}", random_image(64, i)) for i in range(2)]))
+        together = checkpoints([e for e in events if isinstance(e, Checkpoint) and e.key == key])
+        assert together.keys() == alone.keys()
+        for name, checkpoint in alone.items():
+            assert np.array_equal(together[name].image, checkpoint.image)
+            assert together[name].values == checkpoint.values
+
+
+def test_shared_engine_refuses_configurations_with_other_pipeline_calls():
+    other = RunConfig(**{**SHARED["a"].__dict__, "model": "ns"})
+    metrics = load_metrics(("ssim",))
+    with pytest.raises(ValueError, match="differ in model"):
+        RecursiveInpainting.shared({"a": (SHARED["a"], metrics), "b": (other, metrics)}, load_inpainter(other, "cpu"))
+    engine = RecursiveInpainting.shared({"a": (SHARED["a"], metrics)}, load_inpainter(other, "cpu"), progress=False)
+    with pytest.raises(ValueError, match="unknown configurations: 'b'"):
+        list(engine.run(shared_tasks()))

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from rip.config import RunConfig
 from rip.inpainters import load_inpainter
-from rip.inpainters.base import ModelUnavailableError
+from rip.inpainters.base import ModelUnavailableError, to_arrays, to_batch
 from rip.inpainters.diffusion import DiffusionInpainter
 from rip.inpainters.tiny import build_tiny_pipeline
 from tests.conftest import random_image
@@ -124,3 +126,50 @@ def test_classical_backends_only_touch_the_mask(model):
     flat = np.full((SIZE, SIZE, 3), (40, 120, 200), dtype=np.uint8)
     filled = inpainter.inpaint([flat], [mask], [0])[0]
     assert np.abs(filled.astype(int) - flat).max() <= 4
+
+
+def test_paste_back_on_the_device_equals_pipeline_overlay():
+    """`where(mask, output, image)` gives exactly what diffusers' `apply_overlay` gave on PIL images."""
+    overlay = build_tiny_pipeline().image_processor.apply_overlay
+    rng = np.random.default_rng(0)
+    for seed in range(4):
+        image, output = random_image(SIZE, seed), random_image(SIZE, seed + 10)
+        mask = rng.random((SIZE, SIZE)) < 0.3 if seed % 2 else square_mask(8 * seed, 16)
+        expected = np.asarray(overlay(Image.fromarray(mask.astype(np.uint8) * 255), Image.fromarray(image),
+                                      Image.fromarray(output)))
+        pasted = torch.where(torch.from_numpy(mask)[None], to_batch([output], "cpu")[0], to_batch([image], "cpu")[0])
+        assert np.array_equal(to_arrays(pasted[None])[0], expected)
+
+
+def test_static_batches_pad_the_tail_and_keep_results(tiny, batch):
+    images, masks, seeds = batch
+    images, masks, seeds = images + images[:2], masks + masks[::-1][:2], seeds + [21, 22]
+    padded = DiffusionInpainter(tiny.pipeline, name="tiny", num_inference_steps=2, static_batch=3)
+    calls = []
+    hook = padded.pipeline.unet.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    try:
+        outputs = padded.inpaint(images, masks, seeds)
+    finally:
+        hook.remove()
+    assert calls == [3, 3, 3, 3]  # 5 images: one full call and one padded call, 2 steps each
+    for output, reference in zip(outputs, tiny.inpaint(images, masks, seeds)):
+        assert np.abs(output.astype(int) - reference).max() <= 1
+
+
+@pytest.mark.parametrize("speedup", ["channels_last", "fuse_qkv"])
+def test_speedups_keep_outputs(speedup, tiny, batch):
+    images, masks, seeds = batch
+    inpainter = load_inpainter(RunConfig(model="tiny", steps=2, **{speedup: True}), "cpu")
+    for output, reference in zip(inpainter.inpaint(images, masks, seeds), tiny.inpaint(images, masks, seeds)):
+        assert np.abs(output.astype(int) - reference).max() <= 1
+
+
+def test_speedups_are_free_to_change():
+    from rip.resume import FREE_FIELDS
+
+    plain = RunConfig(model="tiny")
+    fast = RunConfig(model="tiny", compile=True, channels_last=True, fuse_qkv=True)
+    assert fast.draw_key == plain.draw_key
+    assert {"compile", "channels_last", "fuse_qkv"} <= set(FREE_FIELDS)
+    with pytest.raises(ValueError, match="compile speeds up diffusion models"):
+        RunConfig(model="telea", compile=True).validate()
