@@ -1,9 +1,9 @@
 """Throughput of recursive inpainting on Stable Diffusion 2 inpainting's architecture, GPU or CPU.
 
-    python benchmarks/bench_gpu.py --random-sd2 --output bench-gpu        # one H100/H200: ~5 min
+    python benchmarks/bench_gpu.py --random-sd2 --output bench-gpu        # one H100/H200: ~5 min (estimate)
     python benchmarks/bench_gpu.py --model stabilityai/stable-diffusion-2-inpainting --output bench-gpu
-    python benchmarks/bench_gpu.py --random-sd2 --scale 10 --size 64 --steps 2 --iterations 2 \\
-        --batch-sizes 1,2 --checkpoint-every 1 --metrics ssim --tracking-uri none   # CPU smoke test
+    python benchmarks/bench_gpu.py --random-sd2 --scale 20 --size 64 --steps 2 --iterations 2 \\
+        --batch-sizes 1,2 --checkpoint-every 1 --metrics ssim --tracking-uri none --threads 1  # CPU smoke test
 
 `--random-sd2` builds the published architecture (866M-parameter UNet, 84M VAE, 340M text
 encoder) with random weights from the configuration files in benchmarks/sd2_inpainting/, saves it
@@ -12,7 +12,10 @@ with `save_pretrained` and loads it back through `rip.inpainters.load_inpainter`
 the block structure, layer counts, 64-wide attention heads where widths allow, and the 49,408-token
 vocabulary. Its images are meaningless; its shapes and FLOPs are those of the real model at scale 1.
 
-Variants, each over the same images, masks and seeds, `--iterations` inpaintings per image:
+Variants, each over the same images, masks and seeds; a variant of B images runs
+min(`--iterations`, `--max-inpaintings` / B) iterations (defaults: 32 at batch 1 and 4, 8 at 16,
+4 at 32), and its output at each iteration is compared with the naive loop's (largest uint8
+difference, first image):
 
 - naive: the loop a diffusers user writes: one pipeline call per iteration, the pipeline's own
   guidance (7.5 with an empty prompt: the UNet runs at batch 2), PIL images in and out, one image;
@@ -41,6 +44,7 @@ import itertools
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -398,7 +402,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale", type=int, default=1, help="--random-sd2: divide every channel width by this")
     parser.add_argument("--size", type=int, default=512, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=50, help="num_inference_steps")
-    parser.add_argument("--iterations", type=int, default=32, help="inpaintings per image in every variant")
+    parser.add_argument("--iterations", type=int, default=32, help="inpaintings per image (see --max-inpaintings)")
+    parser.add_argument("--max-inpaintings", type=int, default=128,
+                        help="per variant: B images run min(--iterations, this / B) iterations")
     parser.add_argument("--batch-sizes", default="1,4,16,32", help="engine variants (B images, B per call)")
     parser.add_argument("--checkpoint-every", type=int, default=32, help="iterations between metrics and logging")
     parser.add_argument("--metrics", default="ssim,stlpips-alex", help="measured at every checkpoint")
@@ -415,8 +421,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.batch_sizes = sorted({int(size) for size in args.batch_sizes.split(",")})
-    if args.scale < 1 or args.iterations < 1 or args.checkpoint_every < 1 or min(args.batch_sizes) < 1:
-        parser.error("--scale, --iterations, --checkpoint-every and --batch-sizes must be positive")
+    if min(args.scale, args.iterations, args.max_inpaintings, args.checkpoint_every, *args.batch_sizes) < 1:
+        parser.error("--scale, --iterations, --max-inpaintings, --checkpoint-every and --batch-sizes must be positive")
     return args
 
 
@@ -427,6 +433,12 @@ def make_config(args: argparse.Namespace, model: str) -> RunConfig:
         metrics=tuple(name.strip() for name in args.metrics.split(",") if name.strip()), dtype=args.dtype,
         device=args.device, seed=args.seed, batch_size=1,
     ).validate()
+
+
+def batched(config: RunConfig, size: int, args: argparse.Namespace) -> RunConfig:
+    """`config` at batch `size`, over min(--iterations, --max-inpaintings / size) iterations."""
+    iterations = min(args.iterations, max(1, args.max_inpaintings // size))
+    return dataclasses.replace(config, batch_size=size, percent=25 * iterations)
 
 
 def make_tasks(config: RunConfig, count: int) -> list[ImageTask]:
@@ -485,7 +497,7 @@ def machine(device: str) -> dict:
     import diffusers
     import transformers
 
-    info = dict(platform=platform.platform(), cpus=os.cpu_count(), torch=torch.__version__,
+    info = dict(platform=platform.platform(), cpus=os.cpu_count(), commit=git_commit(), torch=torch.__version__,
                 diffusers=diffusers.__version__, transformers=transformers.__version__, device=device,
                 threads=torch.get_num_threads(), load_average_at_end=os.getloadavg()[0])
     if device.startswith("cuda"):
@@ -494,11 +506,17 @@ def machine(device: str) -> dict:
 
 
 def nvidia_driver() -> str:
-    import subprocess
+    return command_output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
 
+
+def git_commit() -> str:
+    """The code measured: the commit, '-dirty' with uncommitted changes."""
+    return command_output(["git", "-C", str(SD2_CONFIGS.parent), "describe", "--always", "--dirty"])
+
+
+def command_output(command: list[str]) -> str:
     try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30).stdout.strip() or "unknown"
+        return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.strip() or "unknown"
     except OSError:
         return "unknown"
 
@@ -525,14 +543,14 @@ def main(argv: list[str] | None = None) -> dict:
         # 2. Variants over the same images, squares and seeds
         tasks = make_tasks(config, max(args.batch_sizes))
         variants = [Variant("naive", naive_loop, pipeline, config, tasks[:1])]
-        variants += [Variant(f"engine, batch {size}", engine_loop, inpainter,
-                             dataclasses.replace(config, batch_size=size), tasks[:size]) for size in args.batch_sizes]
+        variants += [Variant(f"engine, batch {size}", engine_loop, inpainter, batched(config, size, args),
+                             tasks[:size]) for size in args.batch_sizes]
         skipped = {}
         largest = max(args.batch_sizes)
         if why := compile_unavailable(device):
             skipped[f"engine, batch {largest}, compile"] = why
         else:
-            compiled_config = dataclasses.replace(config, batch_size=largest, compile=True)
+            compiled_config = dataclasses.replace(batched(config, largest, args), compile=True)
             compiled = load_inpainter(compiled_config, device)
             stopwatch.attach(compiled.pipeline)
             variants.append(Variant(f"engine, batch {largest}, compile", engine_loop, compiled, compiled_config,
