@@ -110,6 +110,8 @@ class SweepWorker:
             self._compute(trial, unit)
         except BaseException as error:
             trial.set_user_attr(ERROR_ATTR, str(error).strip() or type(error).__name__)
+            if isinstance(error, ImagesFailedError):
+                self.current = None  # the unit failed for good; the worker goes on
             raise
         self.current = None
         return float(unit.stop - unit.start)
