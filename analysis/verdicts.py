@@ -83,6 +83,7 @@ def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["order"] = table["finding"].map({finding: i for i, finding in enumerate(CLAIMS)})
     table = table.sort_values(["order", "context", "metric", "mask", "compared"], kind="stable")
+    table = table.astype({"mask": "Int64", "percent": "Int64", "n": "Int64"})  # empty where a row has none
     return table.drop(columns="order").reset_index(drop=True)
 
 

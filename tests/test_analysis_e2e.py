@@ -1,4 +1,4 @@
-"""Analysis against a real tracking server holding real runs (classical backend, 64 px)."""
+"""Analysis against a real tracking server holding real runs (classical backends, 64 px)."""
 
 import dataclasses
 import logging
@@ -12,11 +12,14 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 from PIL import Image
 
+from scipy import stats
+
 from analysis import figures
 from analysis.artifacts import run_images
 from analysis.cli import analyze
 from analysis.load import AnalysisError, load_results
 from analysis.summary import summary_table
+from analysis.verdicts import AGREEMENT_RHO, ALPHA, CLAIMS, FAILS, HOLDS, LARGE_CV, UNKNOWN
 from rip.config import RunConfig
 from rip.runner import StopRun, run_experiment
 from rip.sweep import check, expand, run_sweep
@@ -27,6 +30,12 @@ EXPERIMENT = "analysis-e2e"
 PERCENTS = [0, 50, 100, 150]
 GRID = dict(experiment=EXPERIMENT, model="telea", size=64, mask=[16, 32], seed=[0, 1], percent=150,
             metrics=["ssim", "psnr"])
+STYLES = {"astronaut.png": "Realism", "chelsea.jpg": "Realism", "camera.png": "Expressionism"}
+GENRES = {"astronaut.png": "portrait", "chelsea.jpg": "animal"}  # camera.png has no genre
+VERDICTS = "analysis-verdicts"
+VERDICT_PERCENT = 100
+VERDICT_GRID = dict(experiment=VERDICTS, model=["telea", "ns"], size=64, mask=[16, 32], seed=[0, 1],
+                    percent=VERDICT_PERCENT, metrics=["ssim", "stlpips-alex", "stlpips-vgg"])
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +49,12 @@ def store(mlflow_server, image_folder, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RIP_SPOOL", str(spool))
         run_sweep(configs, mlflow_server.uri, tags={"rip.sweep": "analysis-test"}, progress=False, echo=lambda _: None)
+    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    for child in client.search_runs([experiment], "tags.`rip.kind` = 'image'"):  # labels, as a dataset's
+        image = child.data.tags["rip.image_id"]
+        client.set_tag(child.info.run_id, "rip.label.style", STYLES[image])
+        if image in GENRES:
+            client.set_tag(child.info.run_id, "rip.label.genre", GENRES[image])
 
     small = RunConfig(model="telea", images=str(image_folder), size=64, mask=32, percent=100, metrics=("ssim",),
                       experiment="analysis-unfinished")
@@ -131,24 +146,24 @@ def test_filters_on_parameters_and_configuration_tags(store, mlflow_server):
 def test_figures_plot_the_logged_values(frame, logged):
     _, values = logged
     figure = figures.mean_std_figure(frame)
-    ssim_axis = [ax for ax in figure.axes if ax.get_title() == "ssim"][0]
-    for container in ssim_axis.containers:
-        mask = int(container.get_label().split()[1])
+    ssim_axis = [ax for ax in figure.axes if ax.get_title() == "SSIM"][0]
+    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == ["16 px (n = 6)", "32 px (n = 6)"]
+    for line, mask in zip(ssim_axis.lines, [16, 32]):
         runs = frame[frame["mask"] == mask]["run_id"].unique()
         column = np.array([[values[run, "ssim", p] for run in runs] for p in PERCENTS])
-        line = container.lines[0]
         np.testing.assert_allclose(line.get_ydata(), column.mean(axis=1), rtol=0, atol=1e-12)
 
     scatter = figures.scatter_figure(frame)
-    points = sorted(tuple(p) for ax in scatter.axes for p in ax.collections[0].get_offsets().data)
-    assert points == sorted((float(p), v) for (_, _, p), v in values.items())
+    points = sorted(v for ax in scatter.axes for c in ax.collections for v in c.get_offsets().data[:, 1])
+    assert points == sorted(values.values())
 
     variability = figures.variability_figure(frame, "ssim", max_images=3)
-    for ax in variability.axes:
-        image, mask = ax.get_title().split(", mask ")
+    for ax in (ax for ax in variability.axes if ax.get_title()):
+        image, mask = ax.get_title().split(" · mask ")
         for line in ax.lines:
             seed = int(line.get_label().split()[1])
-            run = frame[(frame.image_id == image) & (frame["mask"] == int(mask)) & (frame.seed == seed)].run_id.iloc[0]
+            run = frame[(frame.image_id == image) & (frame["mask"] == int(mask.removesuffix(" px")))
+                        & (frame.seed == seed)].run_id.iloc[0]
             assert list(line.get_ydata()) == [values[run, "ssim", p] for p in PERCENTS]
 
 
@@ -176,30 +191,66 @@ def test_filmstrip_shows_the_logged_generations(frame, store, tmp_path):
     expected = np.asarray(Image.open(os.path.join(folder, "generations", "0150.png")))
     np.testing.assert_array_equal(generations[150], expected)
     np.testing.assert_array_equal(original, np.asarray(Image.open(os.path.join(folder, "original.png"))))
+    np.testing.assert_array_equal(generations[0], original)  # the 0 % generation is the original...
     figure = figures.filmstrip_figure(original, generations)
-    np.testing.assert_array_equal(figure.axes[4].images[0].get_array(), expected)
+    assert [ax.get_title() for ax in figure.axes] == ["original", "50 %", "100 %", "150 %"]  # ...shown once
+    np.testing.assert_array_equal(figure.axes[3].images[0].get_array(), expected)
+
+
+def test_image_labels_become_columns(frame):
+    runs = frame.drop_duplicates("run_id")
+    assert list(runs["label_style"]) == [STYLES[image] for image in runs["image_id"]]
+    assert list(runs["label_genre"]) == [GENRES.get(image, "") for image in runs["image_id"]]
 
 
 def test_rip_analyze_writes_outputs_and_logs_an_analysis_run(frame, store, mlflow_server, tmp_path):
     result = CliRunner().invoke(analyze, ["--tracking-uri", mlflow_server.uri, "--experiment", EXPERIMENT,
-                                          "--output", str(tmp_path), "--filmstrips", "1"])
+                                          "--output", str(tmp_path), "--filmstrips", "1", "--dpi", "50"])
     assert result.exit_code == 0, result.output
-    for name in ("results.csv", "summary.csv", "summary.md", "report.md", "figures/mean_std.png",
-                 "figures/scatter.png", "figures/variability.png", "figures/properties.png",
-                 "statistics/saturation_runs.csv", "statistics/saturation_means.csv", "statistics/stability.csv",
-                 "statistics/paired_tests.csv", "statistics/property_correlations.csv"):
+    for name in ("results.csv", "summary.csv", "summary.md", "report.md", "report.html", "verdicts.csv",
+                 "figures/mean_std.png", "figures/mean_std.svg", "figures/mean_std.pdf", "figures/scatter.png",
+                 "figures/variability.png", "figures/properties.png", "figures/label_style.png",
+                 "figures/label_genre.pdf", "statistics/saturation_runs.csv", "statistics/saturation_means.csv",
+                 "statistics/stability.csv", "statistics/paired_tests.csv", "statistics/property_correlations.csv",
+                 "statistics/labels.csv", "statistics/label_tests.csv"):
         assert (tmp_path / name).is_file(), name
     assert len(list((tmp_path / "figures" / "filmstrips").glob("*.png"))) == 2  # one per mask
+    with Image.open(tmp_path / "figures" / "mean_std.png") as png:
+        assert [round(v) for v in png.info["dpi"]] == [50, 50]
     written = pd.read_csv(tmp_path / "summary.csv")
     np.testing.assert_allclose(written["mean"], summary_table(frame)["mean"])
     paired = pd.read_csv(tmp_path / "statistics" / "paired_tests.csv")
     assert set(paired["factor"]) == {"mask"} and set(paired["n"]) == {3}
 
+    # the final distance (1 - SSIM) by style, n images per group, against the logged values
+    labels = pd.read_csv(tmp_path / "statistics" / "labels.csv", keep_default_na=False)
+    style = labels[(labels["label"] == "label_style") & (labels["mask"] == 16)].set_index("group")
+    at = frame.query("metric == 'ssim' and percent == 150 and mask == 16").groupby("image_id")["value"].mean()
+    for group in ("Realism", "Expressionism"):
+        images = [image for image, name in STYLES.items() if name == group]
+        assert style.loc[group, "n"] == len(images)
+        assert style.loc[group, "mean"] == pytest.approx((1 - at[images]).mean())
+    assert set(labels[labels["label"] == "label_genre"]["group"]) == {"portrait", "animal"}
+
     experiment = store.get_experiment_by_name(EXPERIMENT).experiment_id
     (analysis,) = store.search_runs([experiment], "tags.`rip.kind` = 'analysis'")
     assert analysis.info.status == "FINISHED" and analysis.data.params["n_image_runs"] == "12"
+    assert f"{mlflow_server.uri}/#/experiments/{experiment}/runs/{analysis.info.run_id}" in result.output
     logged = {a.path for a in store.list_artifacts(analysis.info.run_id)}
-    assert {"report.md", "summary.csv", "figures", "statistics"} <= logged
+    assert {"report.md", "report.html", "verdicts.csv", "summary.csv", "figures", "statistics"} <= logged
+    # its metrics never share a name with the image runs' (they would be drawn among them)
+    image_keys = {key for child in store.search_runs([experiment], "tags.`rip.kind` = 'image'")
+                  for key in child.data.metrics}
+    assert {"ssim", "psnr", "iteration"} <= image_keys
+    assert analysis.data.metrics and all(key.startswith("analysis.") for key in analysis.data.metrics)
+    assert not set(analysis.data.metrics) & image_keys
+    verdicts = pd.read_csv(tmp_path / "verdicts.csv")
+    assert analysis.data.metrics["analysis.verdicts_holds"] == (verdicts["verdict"] == HOLDS).sum()
+    # the report links the runs view of the experiment and each configuration
+    page = (tmp_path / "report.html").read_text()
+    assert f'href="{mlflow_server.uri}/#/experiments/{experiment}/runs?workflowType=machine_learning"' in page
+    for parent in frame["parent_run_id"].unique():
+        assert f'href="{mlflow_server.uri}/#/experiments/{experiment}/runs/{parent}"' in page
     # the analysis run is not mistaken for data on the next load
     assert load_results(mlflow_server.uri, [EXPERIMENT])["run_id"].nunique() == 12
 
@@ -241,3 +292,96 @@ def test_mlflow_run_analyze_entry_point(store, mlflow_server, tmp_path):
     (run,) = store.search_runs([store.get_experiment_by_name("analysis-mlflow-run").experiment_id])
     assert run.data.tags["rip.kind"] == "analysis" and run.data.params["n_image_runs"] == "6"
     assert "report.md" in {a.path for a in store.list_artifacts(run.info.run_id)}
+
+
+@pytest.fixture(scope="module")
+def verdict_images(tmp_path_factory):
+    """Five small photographs (the fewest a one-sided signed-rank test can decide on), the same for every
+    configuration."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("verdict-images")
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "camera"):
+        Image.fromarray(getattr(data, name)()).resize((64, 48)).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def verdict_store(mlflow_server, verdict_images, tmp_path_factory):
+    """Telea and Navier-Stokes, masks 16 and 32, seeds 0 and 1, over the same five images; analysed."""
+    configs = expand({**VERDICT_GRID, "images": str(verdict_images)})
+    check(configs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RIP_SPOOL", str(tmp_path_factory.mktemp("spool")))
+        run_sweep(configs, mlflow_server.uri, progress=False, echo=lambda _: None)
+    output = tmp_path_factory.mktemp("verdicts")
+    result = CliRunner().invoke(analyze, ["--tracking-uri", mlflow_server.uri, "--experiment", VERDICTS,
+                                          "--output", str(output), "--filmstrips", "0", "--dpi", "40", "--no-log",
+                                          "--metrics", "stlpips-alex,stlpips_vgg,ssim", "--metric", "stlpips-vgg"])
+    assert result.exit_code == 0, result.output
+    frame = load_results(mlflow_server.uri, [VERDICTS])
+    return frame, pd.read_csv(output / "verdicts.csv", keep_default_na=False), output
+
+
+def finals(frame, model, mask, metric, percent=VERDICT_PERCENT):
+    rows = frame.query("model == @model and mask == @mask and metric == @metric and percent == @percent")
+    values = rows.groupby("image_id")["value"].mean()
+    return 1 - values if metric == "ssim" else values
+
+
+def test_verdicts_on_real_runs_match_statistics_computed_from_the_logged_values(verdict_store):
+    frame, table, _ = verdict_store
+    assert frame["run_id"].nunique() == 2 * 2 * 2 * 5
+    for model in ("ns", "telea"):
+        rows = table[table["context"] == f"model={model}"]
+        assert set(rows["finding"].astype(str)) == set(CLAIMS)
+        # 1: Page's trend test over the checkpoints, images as blocks
+        growth = rows[(rows["finding"].astype(str) == "1") & (rows["mask"] == "16") & (rows["metric"] == "stlpips_alex")]
+        m = frame.query("model == @model and mask == 16 and metric == 'stlpips_alex'").pivot_table(
+            index="image_id", columns="percent", values="value", aggfunc="mean")
+        expected = stats.page_trend_test(m.to_numpy())
+        assert float(growth["p_value"].iloc[0]) == pytest.approx(expected.pvalue)
+        # 3: masks 32 vs 16 over the same five images
+        drift = rows[(rows["finding"].astype(str) == "3") & (rows["metric"] == "1-ssim")].iloc[0]
+        diff = finals(frame, model, 32, "ssim") - finals(frame, model, 16, "ssim")
+        assert int(drift["n"]) == 5
+        assert float(drift["p_value"]) == pytest.approx(stats.wilcoxon(diff, alternative="greater").pvalue)
+        # 4: the two networks' rankings of the images
+        agree = rows[(rows["finding"].astype(str) == "4") & (rows["mask"] == "32")].iloc[0]
+        rho = stats.spearmanr(finals(frame, model, 32, "stlpips_alex"), finals(frame, model, 32, "stlpips_vgg")).statistic
+        assert agree["compared"] == "stlpips_alex vs stlpips_vgg" and float(agree["value"]) == pytest.approx(rho)
+        # 5: the coefficient of variation over images
+        cv = rows[(rows["finding"].astype(str) == "5") & (rows["mask"] == "16") & (rows["metric"] == "stlpips_vgg")].iloc[0]
+        values = finals(frame, model, 16, "stlpips_vgg")
+        assert float(cv["value"]) == pytest.approx(values.std(ddof=1) / values.mean())
+        # 6a: images as groups, seeds as replicates
+        spread = rows[(rows["finding"].astype(str) == "6a") & (rows["mask"] == "16") & (rows["metric"] == "1-ssim")].iloc[0]
+        at = frame.query("model == @model and mask == 16 and metric == 'ssim' and percent == @VERDICT_PERCENT")
+        groups = [1 - g["value"].to_numpy() for _, g in at.groupby("image_id")]
+        assert float(spread["p_value"]) == pytest.approx(stats.f_oneway(*groups).pvalue)
+    # every verdict follows its rule
+    for finding, rows in table.groupby(table["finding"].astype(str)):
+        decided = rows[rows["verdict"] != UNKNOWN]
+        if finding == "4":
+            low, high = decided["low"].astype(float), decided["high"].astype(float)
+            assert ((decided["verdict"] == HOLDS) == (low > AGREEMENT_RHO)).all() and ((decided["verdict"] == FAILS) == (high < AGREEMENT_RHO)).all()
+        elif finding == "5":
+            low, high = decided["low"].astype(float), decided["high"].astype(float)
+            assert ((decided["verdict"] == HOLDS) == (low > LARGE_CV)).all() and ((decided["verdict"] == FAILS) == (high < LARGE_CV)).all()
+        elif finding != "2":
+            assert ((decided["verdict"] == HOLDS) == (decided["p_value"].astype(float) < ALPHA)).all()
+
+
+def test_the_report_states_the_verdicts_and_metric_names_are_accepted_either_way(verdict_store, mlflow_server):
+    frame, table, output = verdict_store
+    text = (output / "report.md").read_text()
+    assert "## The study's findings" in text
+    for claim in CLAIMS.values():
+        assert claim in text
+    assert set(frame["metric"]) == {"ssim", "stlpips_alex", "stlpips_vgg"}
+    stability = pd.read_csv(output / "statistics" / "stability.csv")
+    assert set(stability["metric"]) == {"stlpips_vgg"}  # --metric stlpips-vgg
+    dashed = load_results(mlflow_server.uri, [VERDICTS], ["metric=stlpips-vgg", "metrics=stlpips-alex,ssim"])
+    assert set(dashed["metric"]) == {"stlpips_vgg"} and dashed["run_id"].nunique() == 40
+    with pytest.raises(AnalysisError, match="no selected run logged the metric"):
+        load_results(mlflow_server.uri, [VERDICTS], metrics=["lpips-vgg"])
