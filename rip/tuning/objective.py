@@ -2,8 +2,6 @@
 
 import copy
 import dataclasses
-import os
-import socket
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,16 +18,10 @@ from rip.metrics import Metric
 from rip.runner import StopRun, run_experiment
 from rip.tuning.space import SearchSpace, uses_diffusion
 from rip.tuning.tracking import RETRY_TAG, WORKER_TAG, SearchTracker
+from rip.workqueue import RETRY_ATTR, WORKER_ATTR, worker_id
 
 RUN_ATTR = "rip.mlflow_run_id"  # user attribute: the MLflow run of a trial (or of the study)
 REUSED_ATTR = "rip.reused_from"  # user attribute: the completed trial whose configuration and value a trial reused
-RETRY_ATTR = "rip.retry_of"  # user attribute of a retried trial: the trial whose worker died
-WORKER_ATTR = "rip.worker"
-
-
-def worker_id() -> str:
-    """host:pid of this worker."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """One worker of a study: join or create it, run trials until its budget is used, summarise.
 
 Any number of workers, on any number of machines, share a study through its storage. Each
-decides to start a trial while holding the study's lock (`StudyLock`), so the study ends with
+decides to start a trial while holding the study's lock (`rip.workqueue`), so the study ends with
 exactly `n_trials` trials that did not fail. A worker waits while other workers' trials run:
 when one of them dies, its heartbeats stop, its trial is marked FAIL and retried with the same
 parameters by a worker that is still alive.
@@ -9,31 +9,25 @@ parameters by a worker that is still alive.
 
 import dataclasses
 import json
-import logging
 import math
 import os
-import time
-import warnings
 from pathlib import Path
 
 import mlflow
 import optuna
 from mlflow import MlflowClient
-from optuna.trial import TrialState
 
 from rip.config import RunConfig
 from rip.inpainters import resolve_device
 from rip.metrics import load_metrics
 from rip.tracking import environment_params, resolve_experiment
-from rip.tuning.objective import RETRY_ATTR, RUN_ATTR, WORKER_ATTR, Backends, Objective, Target
+from rip.tuning.objective import RUN_ATTR, Backends, Objective, Target
 from rip.tuning.pruning import make_pruner
 from rip.tuning.space import SearchSpace, parse_space
 from rip.tuning.settings import DEFAULT_TRIALS, SearchSettings
-from rip.tuning.storage import StudyLock, connect, shown
 from rip.tuning.summary import Summary, write_summary
 from rip.tuning.tracking import SearchTracker
-
-log = logging.getLogger(__name__)
+from rip.workqueue import connect, next_step, retry_stale, shown, work
 
 DEFINITION_ATTR = "rip.definition"  # study user attribute: what the study searches (workers must agree)
 SUMMARISED_ATTR = "rip.summarised"  # study user attribute: finished trials at the last summary
@@ -59,7 +53,7 @@ def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | No
     # 2. Reach the storage (and check that this worker searches what the study searches)
     tracker = SearchTracker(MlflowClient(tracking_uri or mlflow.get_tracking_uri()))
     storage, lock = connect(settings.storage, settings.study_name, settings.heartbeat_interval,
-                            settings.grace_period, _retry_callback(tracker, settings.max_retries))
+                            settings.grace_period, retry_stale(settings.max_retries, _on_lost(tracker)))
     try:
         _check_definition(storage, settings.study_name, definition)
 
@@ -79,13 +73,13 @@ def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | No
             _check_definition(storage, settings.study_name, definition)
             study.set_user_attr(DEFINITION_ATTR, definition)
             study_run_id = _study_run(study, tracker, space, base, settings, target)
-            if _next_step(study, n_trials) != "done":
+            if next_step(study, n_trials) != "done":
                 tracker.reopen(study_run_id)
         objective = Objective(space, base, target, backends, metrics, tracker, study_run_id,
                               settings.study_name, tracker.client.tracking_uri, progress)
 
         # 5. Trials until the budget is used and no trial runs anywhere
-        _work(study, lock, objective, n_trials, poll=settings.heartbeat_interval)
+        work(study, lock, objective, n_trials, poll=settings.heartbeat_interval)
 
         # 6. Summarise, once per state of the study
         with lock:
@@ -134,20 +128,14 @@ def _check_definition(storage, study_name: str, definition: dict) -> None:
             )
 
 
-def _retry_callback(tracker: SearchTracker, max_retries: int):
-    """For a trial whose worker died: mark its MLflow run FAILED and queue the same parameters again."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
+def _on_lost(tracker: SearchTracker):
+    """For a trial whose worker died: mark its MLflow runs FAILED (the retry runs it again)."""
 
-    def on_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        log.warning("trial %d lost its worker (%s); retrying it", trial.number, trial.user_attrs.get(WORKER_ATTR))
+    def on_lost(trial: optuna.trial.FrozenTrial) -> None:
         if RUN_ATTR in trial.user_attrs:
             tracker.abandon(trial.user_attrs[RUN_ATTR])
-        trial.user_attrs = {**trial.user_attrs, RETRY_ATTR: trial.number}
-        retry(study, trial)
 
-    return on_stale
+    return on_lost
 
 
 def _sampler(settings: SearchSettings, grid: dict | None) -> optuna.samplers.BaseSampler:
@@ -179,31 +167,3 @@ def _study_run(study: optuna.Study, tracker: SearchTracker, space: SearchSpace, 
     if project_run and project_run != run_id:
         tracker.mark_worker_run(project_run, run_id, settings.study_name)
     return run_id
-
-
-def _work(study: optuna.Study, lock: StudyLock, objective: Objective, n_trials: int, poll: float) -> None:
-    """Run trials while the study has room; wait while other workers' trials run; return when all are done."""
-
-    def released(trial: optuna.Trial) -> float:
-        lock.release()  # the trial exists: other workers may decide now
-        return objective(trial)
-
-    while True:
-        with lock, warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-            step = _next_step(study, n_trials)
-            if step == "run":
-                study.optimize(released, n_trials=1)
-        if step == "done":
-            return
-        if step == "wait":
-            time.sleep(poll)
-
-
-def _next_step(study: optuna.Study, n_trials: int) -> str:
-    """run: a retry waits or the budget has room; wait: others' trials still run; done."""
-    states = [trial.state for trial in study.get_trials(deepcopy=False)]
-    if TrialState.WAITING in states or sum(state != TrialState.FAIL for state in states) < n_trials:
-        return "run"
-    return "wait" if TrialState.RUNNING in states else "done"
