@@ -31,7 +31,7 @@ def screenshot(page, tmp_path: Path, name: str) -> None:
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})  # room beside the assistant panel
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     yield page
@@ -48,20 +48,12 @@ def runs(mlflow_server, ui_experiment):
     return parent, children
 
 
-def close_assistant(page) -> None:
-    """MLflow 3.17 opens an assistant panel beside every page; close it for room."""
-    close = page.get_by_label("Close")
-    if close.count():
-        close.first.click()
-
-
 def test_printed_address_opens_the_runs_list(page, ui_experiment, runs, tmp_path):
     parent, children = runs
     address = printed(ui_experiment.stdout, "View experiment")
     assert address.endswith("/runs?workflowType=machine_learning")
     page.goto(address, wait_until="commit")
     page.get_by_text(parent.info.run_name).first.wait_for()
-    close_assistant(page)
     assert page.get_by_text("Run Name", exact=True).first.is_visible()
     # the image runs sit under their configuration: expand it
     page.locator("button[data-component-id*='runnamecellrenderer']").first.click()
@@ -76,7 +68,6 @@ def test_image_run_has_a_step_slider(page, mlflow_server, runs, tmp_path):
     address = run_url(mlflow_server.uri, child.info.experiment_id, child.info.run_id).replace("?", "/model-metrics?")
     page.goto(address, wait_until="commit")
     page.get_by_text(child.info.run_name).first.wait_for()
-    close_assistant(page)
     slider = page.get_by_role("slider")
     slider.first.wait_for()
     image = page.locator("img[src*='generation%2Bstep%2B0%2B']")
@@ -96,7 +87,6 @@ def test_parent_metric_charts_render(page, mlflow_server, ui_experiment, runs, t
     assert parent.info.run_id in address
     page.goto(address, wait_until="commit")
     page.get_by_text(parent.info.run_name).first.wait_for()
-    close_assistant(page)
     for title in ("ssim_mean", "ssim_std"):
         page.get_by_text(title, exact=True).first.wait_for()
     page.locator(".js-plotly-plot .main-svg").nth(1).wait_for()  # two charts drawn
