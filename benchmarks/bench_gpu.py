@@ -39,7 +39,6 @@ Results go to OUTPUT/bench_gpu.json and OUTPUT/bench_gpu.md.
 import argparse
 import dataclasses
 import importlib
-import io
 import itertools
 import json
 import os
@@ -256,9 +255,7 @@ class Measurements:
         """What a run records per checkpoint: the PNG in the spool, then the artifact, then the metrics."""
         png = self.folder / image_id / f"{iteration:04d}.png"
         png.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="PNG")
-        png.write_bytes(buffer.getvalue())
+        Image.fromarray(image).save(png)
         if self.client is not None:
             from mlflow.entities import Metric
 
