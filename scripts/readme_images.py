@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/readme_images.py            # writes docs/images/ui-*.png
 
-Runs the quick start's demo (Telea, four sample photographs, 256 px) into a fresh SQLite store,
+Runs the quick start's demo (Telea, four sample photographs, 256 px; SSIM only) into a fresh SQLite store,
 serves it with `mlflow server`, and photographs an image run's step slider and the configuration
 run's image grid in headless Chromium (Playwright, launched on the system's Chromium).
 """
@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
 DEMO = ["--images", "sample:4", "--model", "telea", "--size", "256", "--mask", "64",
-        "--metrics", "stlpips-alex,ssim", "--experiment", "demo"]
+        "--metrics", "ssim", "--experiment", "demo"]
 
 
 def record_demo(store: Path) -> str:
@@ -75,8 +75,10 @@ def photograph(run_page: str, run_name: str, key: str, output: Path) -> None:
                   "//button[@data-component-id='{1}']").format(key, "fullscreen_button_chartcard")
         page.locator(expand).first.click()
         dialog = page.get_by_role("dialog")
-        dialog.get_by_role("slider").first.focus()
-        page.keyboard.press("End")  # the last checkpoint, 400 %
+        dialog.get_by_role("slider").first.wait_for()
+        step = dialog.get_by_role("spinbutton").first  # the number beside the slider
+        step.fill("400")  # the last checkpoint
+        step.press("Enter")
         image = dialog.locator("img[src*='%2Bstep%2B400%2B']").first
         image.wait_for()
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
