@@ -362,14 +362,13 @@ def test_verdicts_on_real_runs_match_statistics_computed_from_the_logged_values(
     # every verdict follows its rule
     for finding, rows in table.groupby(table["finding"].astype(str)):
         decided = rows[rows["verdict"] != UNKNOWN]
-        if finding == "4":
-            low, high = decided["low"].astype(float), decided["high"].astype(float)
-            assert ((decided["verdict"] == HOLDS) == (low > AGREEMENT_RHO)).all() and ((decided["verdict"] == FAILS) == (high < AGREEMENT_RHO)).all()
-        elif finding == "5":
-            low, high = decided["low"].astype(float), decided["high"].astype(float)
-            assert ((decided["verdict"] == HOLDS) == (low > LARGE_CV)).all() and ((decided["verdict"] == FAILS) == (high < LARGE_CV)).all()
+        holds, fails = decided["verdict"] == HOLDS, decided["verdict"] == FAILS
+        if finding in ("4", "5"):
+            threshold = AGREEMENT_RHO if finding == "4" else LARGE_CV
+            assert (holds == (decided["low"].astype(float) > threshold)).all()
+            assert (fails == (decided["high"].astype(float) < threshold)).all()
         elif finding != "2":
-            assert ((decided["verdict"] == HOLDS) == (decided["p_value"].astype(float) < ALPHA)).all()
+            assert (holds == (decided["p_value"].astype(float) < ALPHA)).all()
 
 
 def test_the_report_states_the_verdicts_and_metric_names_are_accepted_either_way(verdict_store, mlflow_server):
