@@ -139,6 +139,8 @@ def _html_table(data: pd.DataFrame) -> str:
 
 
 def _cell(value) -> str:
+    if value is pd.NA:
+        return ""
     if isinstance(value, float):
         return "" if pd.isna(value) else f"{value:.4g}"
     return "" if value is None else str(value)

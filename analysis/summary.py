@@ -20,6 +20,8 @@ def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
     """`table` as a GitHub-flavoured Markdown table, floats to `digits` significant digits."""
 
     def cell(value) -> str:
+        if value is pd.NA or value is None:
+            return ""
         if isinstance(value, float):
             return "" if pd.isna(value) else f"{value:.{digits}g}"
         return str(value).replace("|", "\\|")

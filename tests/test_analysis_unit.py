@@ -269,6 +269,7 @@ def test_markdown_report_links_only_files_that_exist(report):
     assert "http://127.0.0.1:5999/#/experiments/3/runs?workflowType=machine_learning" in targets
     assert "http://127.0.0.1:5999/#/experiments/3/runs/p-16-0" in targets
     assert "## The study's findings" in text and "not identifiable" in text
+    assert "<NA>" not in text and "nan" not in text.lower().split()
 
 
 def test_html_report_is_self_contained(report):
