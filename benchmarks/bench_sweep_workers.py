@@ -7,7 +7,7 @@ units it computed, its idle time (its process's wall time not spent in a unit: s
 claiming, ending configurations) and the gaps between one unit's end and its next claim; plus
 the time of one heartbeat write. On a 2-core machine the point is the overhead, not the speed-up.
 
-    .venv/bin/python benchmarks/bench_sweep_workers.py [--workers 1,2,4] [--chunk-size 1]
+    .venv/bin/python benchmarks/bench_sweep_workers.py [--workers 1,2,4] [--chunk-size 1] [--set percent=50]
 """
 
 import argparse
@@ -49,11 +49,12 @@ def drop(name: str) -> None:
     admin.close()
 
 
-def run_workers(n: int, storage: str, tracking_uri: str, chunk_size: int, heartbeat: int, folder: Path) -> dict:
+def run_workers(n: int, storage: str, tracking_uri: str, chunk_size: int, heartbeat: int, overrides: list[str],
+                folder: Path) -> dict:
     """Start `n` workers together; return each one's pid -> wall seconds."""
     args = [str(BIN / "rip"), "sweep", "demo", "--storage", storage, "--tracking-uri", tracking_uri,
             "--chunk-size", str(chunk_size), "--heartbeat-interval", str(heartbeat),
-            "--set", f"experiment=bench-{n}-{uuid.uuid4().hex[:6]}"]
+            "--set", f"experiment=bench-{n}-{uuid.uuid4().hex[:6]}", *(f"--set={item}" for item in overrides)]
     env = {**os.environ, "RIP_SPOOL": str(folder / "spool")}
     started = time.monotonic()
     workers = [subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(folder / f"worker-{n}-{i}.log", "w"),
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--chunk-size", type=int, default=1, help="images per unit (demo: 4 configurations x 4)")
     parser.add_argument("--heartbeat-interval", type=int, default=60)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a demo preset entry, e.g. percent=50 for shorter units")
     options = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     server = MlflowServer(folder / "server").start(timeout=600)
@@ -108,7 +111,8 @@ def main() -> None:
         for n in (int(value) for value in options.workers.split(",")):
             name, storage = database()
             try:
-                walls = run_workers(n, storage, server.uri, options.chunk_size, options.heartbeat_interval, folder)
+                walls = run_workers(n, storage, server.uri, options.chunk_size, options.heartbeat_interval,
+                                    options.overrides, folder)
                 [summary] = optuna.get_all_study_summaries(storage)
                 trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
                 assert {t.state.name for t in trials} == {"COMPLETE"}, "a unit did not complete"
@@ -118,8 +122,8 @@ def main() -> None:
             rows.append((n, walls["all"], measure(trials, walls, options.heartbeat_interval, beat), beat))
     finally:
         server.stop()
-    print(f"demo preset, --chunk-size {options.chunk_size}, heartbeat every {options.heartbeat_interval} s, "
-          f"{os.cpu_count()} CPU cores")
+    print(f"demo preset {' '.join(options.overrides)}, --chunk-size {options.chunk_size}, heartbeat every "
+          f"{options.heartbeat_interval} s, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
     print("| workers | units | wall s | units/s | mean unit s | idle s per worker (units) | claim gap ms/unit "
           "| heartbeat ms/unit |")
     print("|---:|---:|---:|---:|---:|---|---:|---:|")
