@@ -80,7 +80,7 @@ def photograph(run_page: str, run_name: str, key: str, output: Path) -> None:
         step.fill("400")  # the last checkpoint
         step.press("Enter")
         image = dialog.locator("img[src*='%2Bstep%2B400%2B']").first
-        image.wait_for()
+        image.wait_for(state="attached")
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
         dialog.screenshot(path=str(output))
         browser.close()
