@@ -1,0 +1,46 @@
+"""Checks that need CUDA (`pytest -m gpu`); skipped on machines without it."""
+
+import numpy as np
+import pytest
+import torch
+
+from rip.config import RunConfig
+from rip.engine import Checkpoint, ImageTask, RecursiveInpainting
+from rip.inpainters import load_inpainter
+from rip.inpainters.base import InpaintingFailure
+from tests.conftest import random_image
+from tests.test_device_loop import CONFIG, IMAGES, ITERATIONS, reference_loop
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def engine_generations(config, inpainter, originals):
+    engine = RecursiveInpainting(config, inpainter, [], progress=False)
+    tasks = [ImageTask(image_id, original) for image_id, original in zip(IMAGES, originals)]
+    return {(e.image_id, e.iteration): e.image for e in engine.run(tasks) if isinstance(e, Checkpoint)}
+
+
+def test_device_loop_on_cuda_equals_the_reference_every_iteration():
+    config = RunConfig(**{**CONFIG.__dict__, "device": "cuda", "dtype": "fp32"})
+    inpainter = load_inpainter(config, "cuda")
+    originals = [random_image(64, seed) for seed in range(len(IMAGES))]
+    expected = reference_loop(config, inpainter.pipeline, originals, guidance=1.0)
+    found = engine_generations(config, inpainter, originals)
+    differences = [
+        max(int(np.abs(found[image_id, i + 1].astype(int) - expected[i][k]).max()) for k, image_id in enumerate(IMAGES))
+        for i in range(ITERATIONS)
+    ]
+    print("max uint8 difference per iteration on CUDA:", differences)
+    assert max(differences) <= 1
+
+
+@pytest.mark.parametrize("dtype", ["auto", "bf16"])
+def test_half_precision_on_cuda_gives_finite_images(dtype):
+    config = RunConfig(**{**CONFIG.__dict__, "device": "cuda", "dtype": dtype, "percent": 100})
+    inpainter = load_inpainter(config, "cuda")
+    assert inpainter.params()["resolved_dtype"] == ("torch.float16" if dtype == "auto" else "torch.bfloat16")
+    outputs = inpainter.inpaint([random_image(64, 0)], [np.ones((64, 64), dtype=bool)], [1])
+    assert not isinstance(outputs[0], InpaintingFailure) and outputs[0].shape == (64, 64, 3)
