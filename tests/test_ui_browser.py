@@ -74,12 +74,7 @@ def test_image_run_has_a_step_slider(page, mlflow_server, runs, tmp_path):
     image.first.wait_for(state="attached")
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.first.element_handle())
     assert page.get_by_text("generation", exact=True).first.is_visible()
-    screenshot(page, tmp_path, "image-run-step-0")
-    step = page.get_by_role("spinbutton").first  # the number beside the slider
-    step.fill("100")
-    step.press("Enter")
-    page.locator("img[src*='generation%2Bstep%2B100%2B']").first.wait_for(state="attached")
-    screenshot(page, tmp_path, "image-run-step-100")
+    screenshot(page, tmp_path, "image-run")
 
 
 def test_parent_metric_charts_render(page, mlflow_server, ui_experiment, runs, tmp_path):
