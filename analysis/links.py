@@ -1,22 +1,19 @@
-"""Addresses in the MLflow UI that open the runs view (not the GenAI overview) of an experiment or run."""
+"""Run and experiment links for the report: rip.ui's runs-view addresses, where a tracking server has them."""
 
 from urllib.parse import urlparse
 
-
-def server_address(tracking_uri: str | None) -> str | None:
-    """The UI's base address for an http(s) tracking URI, else None (local stores have no UI address)."""
-    if not tracking_uri or urlparse(tracking_uri).scheme not in ("http", "https"):
-        return None
-    return tracking_uri.rstrip("/")
+from rip import ui
 
 
 def experiment_url(tracking_uri: str | None, experiment_id: str) -> str | None:
-    """`{server}/#/experiments/{ID}/runs?workflowType=machine_learning`, or None."""
-    server = server_address(tracking_uri)
-    return f"{server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning" if server else None
+    """The experiment's runs list on a tracking server; None for a local store, which has no address."""
+    return ui.runs_url(tracking_uri, experiment_id) if _served(tracking_uri) else None
 
 
 def run_url(tracking_uri: str | None, experiment_id: str, run_id: str) -> str | None:
-    """`{server}/#/experiments/{ID}/runs/{RUN_ID}`, or None."""
-    server = server_address(tracking_uri)
-    return f"{server}/#/experiments/{experiment_id}/runs/{run_id}" if server else None
+    """One run's page on a tracking server; None for a local store."""
+    return ui.run_url(tracking_uri, experiment_id, run_id) if _served(tracking_uri) else None
+
+
+def _served(tracking_uri: str | None) -> bool:
+    return bool(tracking_uri) and urlparse(tracking_uri).scheme in ("http", "https")

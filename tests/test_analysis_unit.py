@@ -234,7 +234,7 @@ def test_label_breakdown_gives_final_distances_per_group_with_n():
 
 def test_run_links_open_the_runs_view_of_an_http_server_only():
     assert experiment_url("http://host:5000/", "7") == "http://host:5000/#/experiments/7/runs?workflowType=machine_learning"
-    assert run_url("https://host", "7", "abc") == "https://host/#/experiments/7/runs/abc"
+    assert run_url("https://host", "7", "abc") == "https://host/#/experiments/7/runs/abc?workflowType=machine_learning"
     assert experiment_url("sqlite:///mlflow.db", "7") is None and run_url(None, "7", "abc") is None
 
 
@@ -267,7 +267,7 @@ def test_markdown_report_links_only_files_that_exist(report):
             "verdicts.csv", "summary.csv"} <= set(local)
     assert all((report / t).is_file() for t in local)
     assert "http://127.0.0.1:5999/#/experiments/3/runs?workflowType=machine_learning" in targets
-    assert "http://127.0.0.1:5999/#/experiments/3/runs/p-16-0" in targets
+    assert "http://127.0.0.1:5999/#/experiments/3/runs/p-16-0?workflowType=machine_learning" in targets
     assert "## The study's findings" in text and "not identifiable" in text
     assert "<NA>" not in text and "nan" not in text.lower().split()
 
