@@ -310,4 +310,8 @@ def test_an_authenticated_server_takes_a_worker_with_credentials_only(preset, im
         assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"metrics.csv"}
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
