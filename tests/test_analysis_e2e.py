@@ -250,7 +250,7 @@ def test_rip_analyze_writes_outputs_and_logs_an_analysis_run(frame, store, mlflo
     page = (tmp_path / "report.html").read_text()
     assert f'href="{mlflow_server.uri}/#/experiments/{experiment}/runs?workflowType=machine_learning"' in page
     for parent in frame["parent_run_id"].unique():
-        assert f'href="{mlflow_server.uri}/#/experiments/{experiment}/runs/{parent}"' in page
+        assert f'href="{mlflow_server.uri}/#/experiments/{experiment}/runs/{parent}?workflowType=machine_learning"' in page
     # the analysis run is not mistaken for data on the next load
     assert load_results(mlflow_server.uri, [EXPERIMENT])["run_id"].nunique() == 12
 

@@ -185,7 +185,10 @@ def test_failure_mid_run_marks_failed_and_keeps_logged_values(mlflow_server, ima
     assert statuses == [("astronaut.png", "FINISHED"), ("camera.png", "FINISHED"), ("chelsea.jpg", "FAILED")]
     broken = [c for c in children if c.info.status == "FAILED"][0]
     assert [m.step for m in client.get_metric_history(broken.info.run_id, "ssim")] == [0, 50]
-    assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} == {"metrics.csv"}
+    parent = parents[0].info.run_id
+    assert {a.path for a in client.list_artifacts(parent)} == {"metrics.csv", "images"}
+    grids = [a.path for a in client.list_artifacts(parent, "images") if a.path.endswith(".png")]
+    assert sorted(int(path.split("+step+")[1].split("+")[0]) for path in grids) == [0, 50]  # reached by every image
 
 
 def test_unreachable_server_is_named(image_folder):
