@@ -41,16 +41,18 @@ def load_inpainter(config, device: str):
         static_batch=config.batch_size if config.compile else None,
     )
     if config.model == "tiny":
+        import torch
+
         from rip.inpainters.tiny import build_tiny_pipeline
 
         pipeline = build_tiny_pipeline()
         if config.scheduler is not None:
             replace_scheduler(pipeline, config.scheduler)
         tags = {TINY_TAG: "true: a randomly initialised tiny pipeline, for tests and smoke runs"}
-        inpainter = DiffusionInpainter(
-            pipeline.to(device, resolve_dtype(config.dtype, device)), name="tiny", revision="tiny-seed0", tags=tags,
-            **options,
-        )
+        dtype = resolve_dtype(config.dtype, device)
+        # built in fp32: casting only when another dtype is asked avoids diffusers' cast warning
+        pipeline = pipeline.to(device) if dtype == torch.float32 else pipeline.to(device, dtype)
+        inpainter = DiffusionInpainter(pipeline, name="tiny", revision="tiny-seed0", tags=tags, **options)
     else:
         inpainter = DiffusionInpainter.from_pretrained(
             config.model, device=device, dtype=config.dtype, scheduler=config.scheduler,
