@@ -11,21 +11,20 @@ import torch
 from tqdm.auto import tqdm
 
 from rip.config import RunConfig
+from rip.inpainters import LOADED_FROM, inpainter_key
 from rip.inpainters.base import Inpainter, to_arrays, to_batch
 from rip.masks import Square, square_for
 from rip.metrics import Metric
 from rip.seeding import derive_seed
 
-PIPELINE_FIELDS = (
-    "model", "steps", "guidance", "strength", "prompt", "paste_back", "scheduler", "size", "dtype",
-    "skip_guidance", "safety_checker", "device", "compile", "channels_last", "fuse_qkv",
-)
+PIPELINE_FIELDS = (*LOADED_FROM, "size")
 """What one inpainter call depends on: configurations sharing an engine agree on all of these."""
 
 
 def pipeline_key(config: RunConfig) -> tuple:
-    """Configurations with equal keys can share one inpainter, hence one engine (`RecursiveInpainting.shared`)."""
-    return tuple(getattr(config, name) for name in PIPELINE_FIELDS)
+    """Configurations with equal keys can share one inpainter call, hence one engine
+    (`RecursiveInpainting.shared`); with `compile`, also the (static) batch size."""
+    return inpainter_key(config) + (config.size,)
 
 
 @dataclass
@@ -146,8 +145,9 @@ class RecursiveInpainting:
         keys = {pipeline_key(config) for config, _ in configurations.values()}
         if len(keys) > 1:
             first = next(iter(configurations.values()))[0]
+            fields = (*PIPELINE_FIELDS, "batch_size") if first.compile else PIPELINE_FIELDS
             differing = sorted({
-                name for config, _ in configurations.values() for name in PIPELINE_FIELDS
+                name for config, _ in configurations.values() for name in fields
                 if getattr(config, name) != getattr(first, name)
             })
             raise ValueError(f"configurations of one engine must share the pipeline call; they differ in {', '.join(differing)}")

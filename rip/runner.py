@@ -1,4 +1,9 @@
-"""One configuration, end to end: check inputs, load everything, run, record."""
+"""Configurations end to end: check inputs, load everything, run, record.
+
+`run_experiment` runs one configuration as one MLflow run; `run_together` runs several that
+share a model in one engine (`RecursiveInpainting.shared`), each still its own MLflow run,
+opened when its first image starts and ended when its last image ends.
+"""
 
 import logging
 from collections.abc import Callable, Sequence
@@ -6,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from mlflow import MlflowClient
 
 from rip import resume
 from rip.config import RunConfig
-from rip.engine import Event, ImageTask, RecursiveInpainting
-from rip.images import load_images, resolve_image_set
+from rip.engine import Event, ImageFailed, ImageFinished, ImageTask, RecursiveInpainting
+from rip.images import SourceImage, load_images, resolve_image_set
 from rip.inpainters import load_inpainter, resolve_device
 from rip.inpainters.base import Inpainter
 from rip.metrics import Metric, load_metrics
@@ -28,7 +34,7 @@ class StopRun(Exception):
 
 @dataclass(frozen=True)
 class Started:
-    """What `run_experiment` reports once its parent run exists, for the caller to show."""
+    """What the runner reports once a parent run exists, for the caller to show."""
 
     run_id: str
     run_name: str
@@ -36,6 +42,7 @@ class Started:
     resumed_from: float | None = None  # a resumed run: the percent its images in progress continue from
     images_left: int = 0  # images still to inpaint (or to finish)
     images: int = 0
+    config: RunConfig | None = None
 
 
 class ImagesFailedError(RuntimeError):
@@ -97,57 +104,172 @@ def run_experiment(
     metrics = metrics if metrics is not None else load_metrics(config.metrics, device)
     inpainter = inpainter or load_inpainter(config, device)
 
-    # 4. Start or reopen the runs
-    params = {**config.as_params(), **inpainter.params(), **environment_params()}
-    params.setdefault("resolved_device", device)
-    recorder = RunRecorder(client, config, sources, params,
-                           spool_root=spool_root or default_spool_root(), retrying=retrying)
+    # 4. Start or reopen the run, recurse and record
+    run = _ConfigurationRun(config, metrics, sources, originals, inpainter, device, client, retrying,
+                            spool_root, on_start)
     if previous:
-        state = retrying(resume.load_state, client, previous, config)
+        run.reopen(previous)
+    else:
+        run.plan_new(experiment_id, run_id, tags)
+        run.open()
+    return _recurse([run], inpainter, config.batch_size, observer, progress)[0]
+
+
+def run_together(
+    configs: Sequence[RunConfig],
+    tracking_uri: str | None = None,
+    *,
+    inpainter: Inpainter,
+    metrics: Sequence[Sequence[Metric]],
+    tags: dict[str, str] | None = None,
+    spool_root: Path | None = None,
+    progress: bool = True,
+    on_start: Callable[[Started], None] | None = None,
+) -> list[str]:
+    """Run configurations that share `inpainter` (equal `pipeline_key`) in one engine, whose
+    calls mix their images; return their parent run ids, in order.
+
+    Each configuration is its own MLflow run, with the results it would have alone: its run is
+    created when its first image starts (so an interruption leaves only started runs behind) and
+    ends when its last image ends. `metrics[i]` are configuration i's loaded metrics. Inputs
+    are all checked before any run is created.
+    """
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    retrying = Retrying()
+    runs = []
+    for config, measures in zip(configs, metrics, strict=True):
+        config.validate()
+        sources = resolve_image_set(config.images, config.seed)
+        originals = load_images(sources, config.size, config.pad_color, config.resample)
+        runs.append(_ConfigurationRun(config, measures, sources, originals, inpainter,
+                                      resolve_device(config.device), client, retrying, spool_root, on_start))
+    for run in runs:
+        run.plan_new(retrying(resolve_experiment, client, run.config.experiment), None, tags)
+    return _recurse(runs, inpainter, max(config.batch_size for config in configs), None, progress)
+
+
+class _ConfigurationRun:
+    """One configuration in an engine: its images, its recorder and its parent run's life."""
+
+    def __init__(self, config: RunConfig, metrics: Sequence[Metric], sources: list[SourceImage],
+                 originals: list[np.ndarray], inpainter: Inpainter, device: str, client: MlflowClient,
+                 retrying: Retrying, spool_root: Path | None, on_start: Callable[[Started], None] | None):
+        self.config = config
+        self.metrics = tuple(metrics)
+        self.sources = sources
+        self.originals = originals
+        self.inpainter = inpainter
+        self.client = client
+        self.retrying = retrying
+        self.on_start = on_start
+        params = {**config.as_params(), **inpainter.params(), **environment_params()}
+        params.setdefault("resolved_device", device)
+        self.recorder = RunRecorder(client, config, sources, params,
+                                    spool_root=spool_root or default_spool_root(), retrying=retrying)
+        self.tasks: list[ImageTask] = []
+        self.left = 0  # images still to end
+        self.state = "planned"  # planned -> open -> ended
+        self._start: tuple | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.recorder.parent_id
+
+    def plan_new(self, experiment_id: str, run_id: str | None, tags: dict[str, str] | None) -> None:
+        """A new run, created by `open` (or recorded into `run_id`, which exists)."""
+        self._start = (experiment_id, run_id, {"rip.backend": self.inpainter.name, **self.inpainter.tags(),
+                                               **(tags or {})})
+        self.tasks = [ImageTask(source.id, original) for source, original in zip(self.sources, self.originals)]
+        self.left = len(self.tasks)
+
+    def reopen(self, previous) -> None:
+        """Continue interrupted run `previous`: upload its spool, then its unfinished images."""
+        client, retrying, recorder = self.client, self.retrying, self.recorder
+        state = retrying(resume.load_state, client, previous, self.config)
         recorder.adopt(state.run_id, state.experiment_id, state.child_ids, state.recorded, state.ui_steps,
                        state.grid_steps)
-        uploaded = recorder.upload_spool(dict(zip((s.id for s in sources), originals)))
+        uploaded = recorder.upload_spool(dict(zip((s.id for s in self.sources), self.originals)))
         state.recorded = recorder.recorded
-        tasks = retrying(resume.tasks_to_resume, client, state, sources, originals)
+        self.tasks = retrying(resume.tasks_to_resume, client, state, self.sources, self.originals)
+        self.left = len(self.tasks)
         log.info("resuming run %s: %d spooled checkpoints uploaded, %d of %d images to go",
-                 state.run_id, uploaded, len(tasks), len(sources))
-        parent_id = state.run_id
-        resumed_from = max((config.percent_after(task.iteration) for task in tasks), default=config.percent)
-    else:
-        resumed_from = None
-        parent_id = recorder.start(experiment_id, run_id, {"rip.backend": inpainter.name, **inpainter.tags(), **(tags or {})})
-        tasks = [ImageTask(source.id, original) for source, original in zip(sources, originals)]
-    if on_start is not None:
-        name = retrying(client.get_run, parent_id).info.run_name
-        on_start(Started(parent_id, name, recorder.experiment_id, resumed_from, len(tasks), len(sources)))
+                 state.run_id, uploaded, len(self.tasks), len(self.sources))
+        resumed_from = max((self.config.percent_after(task.iteration) for task in self.tasks),
+                           default=self.config.percent)
+        self.state = "open"
+        self._announce(resumed_from)
 
-    # 5. Recurse and record
-    engine = RecursiveInpainting(config, inpainter, metrics, progress=progress)
+    def open(self) -> None:
+        """Create the parent run (at the configuration's first image)."""
+        if self.state == "planned":
+            experiment_id, run_id, tags = self._start
+            self.recorder.start(experiment_id, run_id, tags)
+            self.state = "open"
+            self._announce(None)
+
+    def end(self, status: str | None = None) -> None:
+        """End the run: `status`, or FINISHED unless some image failed."""
+        if self.state == "open":
+            self.recorder.finish(status or ("FAILED" if self.recorder.failures else "FINISHED"))
+            self.state = "ended"
+
+    def _announce(self, resumed_from: float | None) -> None:
+        if self.on_start is not None:
+            name = self.retrying(self.client.get_run, self.run_id).info.run_name
+            self.on_start(Started(self.run_id, name, self.recorder.experiment_id, resumed_from, len(self.tasks),
+                                  len(self.sources), self.config))
+
+
+def _recurse(runs: list[_ConfigurationRun], inpainter: Inpainter, batch_size: int,
+             observer: Callable[[Event], None] | None, progress: bool) -> list[str]:
+    """Run every configuration's images in one engine, each event recorded in its run; return the run ids."""
+    engine = RecursiveInpainting.shared({index: (run.config, run.metrics) for index, run in enumerate(runs)},
+                                        inpainter, batch_size=batch_size, progress=progress)
+    tasks = []
+    for index, run in enumerate(runs):
+        for task in run.tasks:
+            task.key = index
+            tasks.append(task)
     try:
         for event in engine.run(tasks):
-            recorder.handle(event)
+            run = runs[event.key]
+            run.open()
+            run.recorder.handle(event)
             if observer is not None:
                 observer(event)
+            if isinstance(event, (ImageFinished, ImageFailed)):
+                run.left -= 1
+                if not run.left:
+                    run.end()
+        for run in runs:  # those with nothing left to compute
+            run.open()
+            run.end()
     except TrackingUnavailableError as error:
+        waiting = [run for run in runs if run.state == "open"]
         raise TrackingUnavailableError(
-            f"{error}\nCheckpoints not yet logged are kept in {recorder.spool.folder}; when the server "
-            f"is back, continue with `rip run --resume {parent_id}`."
+            f"{error}\nCheckpoints not yet logged are kept in the spool ("
+            + ", ".join(str(run.recorder.spool.folder) for run in waiting)
+            + "); when the server is back, continue with "
+            + " and ".join(f"`rip run --resume {run.run_id}`" for run in waiting) + "."
         ) from error
     except (KeyboardInterrupt, StopRun) as error:
-        recorder.finish("KILLED")
-        error.run_id = parent_id  # for the caller's message
+        stopped = [run for run in runs if run.state == "open"]
+        for run in stopped:
+            run.end("KILLED")
+        error.run_id = (stopped or runs)[0].run_id  # for the caller's message
+        error.run_ids = [run.run_id for run in stopped]
         raise
     except BaseException:
-        recorder.finish("FAILED")
+        for run in runs:
+            run.end("FAILED")
         raise
-    if recorder.failures:
-        recorder.finish("FAILED")
-        raise ImagesFailedError(
-            f"run {parent_id} FAILED: {len(recorder.failures)} image(s) stopped, every other image completed:\n  "
-            + "\n  ".join(recorder.failures)
-        )
-    recorder.finish("FINISHED")
-    return parent_id
+    failed = [run for run in runs if run.recorder.failures]
+    if failed:
+        raise ImagesFailedError("\n".join(
+            f"run {run.run_id} FAILED: {len(run.recorder.failures)} image(s) stopped, every other image "
+            "completed:\n  " + "\n  ".join(run.recorder.failures) for run in failed
+        ))
+    return [run.run_id for run in runs]
 
 
 def _experiment_for(client: MlflowClient, config: RunConfig, run_id: str | None) -> str:

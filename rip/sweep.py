@@ -18,6 +18,7 @@ import click
 import yaml
 
 from rip.config import RunConfig, parse_metrics
+from rip.inpainters import inpainter_key
 from rip.sweep_units import DEFAULT_CHUNK_SIZE
 
 PRESET_FOLDER = Path(__file__).resolve().parent.parent / "experiments"  # the presets shipped with rip
@@ -107,26 +108,38 @@ def run_sweep(
 ) -> list[str]:
     """Run every configuration as one MLflow run; return the parent run ids in run order.
 
-    Configurations sharing an inpainter run one after another and share one loaded model;
-    metrics are loaded once. Call `check` first: a failing configuration stops the sweep.
+    Configurations that share a pipeline call (`pipeline_key`) run together in one engine, whose
+    calls mix their images (`run_together`); each group loads its model once, and metrics are
+    loaded once. Call `check` first: a failing configuration stops the sweep.
     """
-    from rip.runner import run_experiment
+    from rip.engine import pipeline_key
+    from rip.runner import run_together
 
-    models, run_ids = Models(), []
-    for index, config in enumerate(run_order(configs), 1):
-        _, inpainter, metrics = models.get(config)
-        echo(f"[{index}/{len(configs)}] {describe(config)}")
-        run_ids.append(run_experiment(config, tracking_uri, inpainter=inpainter, metrics=metrics, tags=tags,
-                                      progress=progress))
-    return run_ids
+    ordered = run_order(configs)
+    numbers = {id(config): index for index, config in enumerate(ordered, 1)}
+    groups: dict[tuple, list[RunConfig]] = {}
+    for config in ordered:
+        groups.setdefault(pipeline_key(config), []).append(config)
+
+    def announce(started) -> None:
+        echo(f"[{numbers[id(started.config)]}/{len(ordered)}] {describe(started.config)}: run {started.run_name} "
+             f"({started.run_id})")
+
+    models, run_ids = Models(), {}
+    for group in groups.values():
+        loaded = [models.get(config) for config in group]
+        ids = run_together(group, tracking_uri, inpainter=loaded[0][1], metrics=[metrics for _, _, metrics in loaded],
+                           tags=tags, progress=progress, on_start=announce)
+        run_ids.update(zip(map(id, group), ids))
+    return [run_ids[id(config)] for config in ordered]
 
 
 def run_order(configs: Sequence[RunConfig]) -> list[RunConfig]:
     """Configurations grouped by the model they load, in grid order within a model."""
     first = {}
     for config in configs:
-        first.setdefault(_inpainter_key(config), len(first))
-    return sorted(configs, key=lambda c: first[_inpainter_key(c)])
+        first.setdefault(inpainter_key(config), len(first))
+    return sorted(configs, key=lambda c: first[inpainter_key(c)])
 
 
 class Models:
@@ -142,9 +155,9 @@ class Models:
         from rip.metrics import load_metrics
 
         device = resolve_device(config.device)
-        if _inpainter_key(config) != self.key:
+        if inpainter_key(config) != self.key:
             self.inpainter = None  # release the previous model before loading the next
-            self.inpainter, self.key = load_inpainter(config, device), _inpainter_key(config)
+            self.inpainter, self.key = load_inpainter(config, device), inpainter_key(config)
         for name in config.metrics:
             if (name, device) not in self.metrics:
                 self.metrics[name, device] = load_metrics([name], device)[0]
@@ -196,12 +209,6 @@ def _coerce(key: str, value):
         return str(value)
     expected = " or ".join(getattr(t, "__name__", str(t)) for t in options)
     raise ValueError(f"{key} must be {expected}, got {value!r}")
-
-
-def _inpainter_key(config: RunConfig) -> tuple:
-    """What load_inpainter builds the model from: equal keys can share one loaded inpainter."""
-    return (config.model, config.steps, config.guidance, config.strength, config.prompt, config.paste_back,
-            config.scheduler, config.device, config.dtype, config.skip_guidance, config.safety_checker)
 
 
 @click.command()

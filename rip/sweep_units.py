@@ -40,6 +40,9 @@ class Unit:
     def of(cls, trial: FrozenTrial) -> "Unit":
         return cls(*trial.user_attrs[UNIT_ATTR])
 
+    def __len__(self) -> int:
+        return self.stop - self.start
+
     def __str__(self) -> str:
         return f"images {self.start + 1}-{self.stop}"
 
@@ -116,7 +119,7 @@ def status_lines(study: optuna.Study, plan: SweepPlan, describe) -> list[str]:
     finished; then the whole sweep with the time left at the measured rate."""
     latest = latest_trials(study.get_trials(deepcopy=False))
     attrs = study.user_attrs
-    lines, durations, finished_images, running = [], 0.0, 0, 0
+    lines, spans, finished_images, workers = [], [], 0, set()
     for index, config in enumerate(plan.configs):
         trials = [(unit, trial) for unit, trial in latest.items() if unit.configuration == index]
         states = [trial.state for _, trial in trials]
@@ -129,25 +132,25 @@ def status_lines(study: optuna.Study, plan: SweepPlan, describe) -> list[str]:
         for unit, trial in trials:
             if trial.state == TrialState.RUNNING:
                 lines.append(f"   {unit}: running on {trial.user_attrs.get('rip.worker', '?')}")
+                workers.add(trial.user_attrs.get("rip.worker"))
             elif trial.state == TrialState.FAIL:
                 reason = trial.user_attrs.get(ERROR_ATTR) or "its worker died (no heartbeat), retries used"
                 lines.append(f"   {unit}: failed: {reason}")
         for unit, trial in trials:
             if trial.state == TrialState.COMPLETE and trial.datetime_start and trial.datetime_complete:
-                durations += (trial.datetime_complete - trial.datetime_start).total_seconds()
-                finished_images += unit.stop - unit.start
-        running += states.count(TrialState.RUNNING)
+                spans.append((trial.datetime_start, trial.datetime_complete))
+                finished_images += len(unit)
     total = sum(plan.image_counts)
     images = sum(trial.user_attrs.get(DONE_ATTR, 0) for trial in latest.values())
     units = list(latest.values())
     summary = (f"sweep {plan.study_name}: {sum(t.state == TrialState.COMPLETE for t in units)}/{len(units)} units, "
-               f"{images}/{total} images finished, {running} worker(s) running")
-    if finished_images and images < total:
-        rate = finished_images / durations  # images per second, per worker
-        left = (total - images) / (rate * max(running, 1))
-        summary += f"; {rate * 60:.3g} images/min per worker: about {_duration(left)} left"
-        if not running:
-            summary += " once a worker runs"
+               f"{images}/{total} images finished, {len(workers)} worker(s) running")
+    elapsed = (max(end for _, end in spans) - min(start for start, _ in spans)).total_seconds() if spans else 0
+    if finished_images and elapsed > 0 and images < total:
+        rate = finished_images / elapsed  # images per second, every worker together
+        summary += f"; {rate * 60:.3g} images/min so far: about {_duration((total - images) / rate)} left"
+        if not workers:
+            summary += " once workers run again"
     return [*lines, summary]
 
 

@@ -1,8 +1,9 @@
 """One worker of a sweep whose units live in an Optuna study (`rip sweep PRESET --storage URL`).
 
 Every worker runs the same loop as a `rip tune` worker (`rip.workqueue.work`): it claims the
-next queued unit under the study's lock, computes it while heartbeats say it is alive, and
-exits when no unit is left. A configuration has exactly one parent MLflow run, found or created
+next queued unit under the study's lock (with more units of the same pipeline call when their
+images fill a batch: one engine computes them together), computes it while heartbeats say it is
+alive, and exits when no unit is left. A configuration has exactly one parent MLflow run, found or created
 under the lock by the first worker that needs it; each image's run is created, under it, by the
 worker that computes the image. A unit whose worker died is retried and continues from the last
 checkpoint every unfinished image of it logged (`rip.resume`). When the last unit of a
@@ -13,6 +14,7 @@ and `metrics.csv` from the image runs' logged values and ends the parent run.
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import mlflow
 import optuna
@@ -21,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from rip.config import RunConfig
-from rip.engine import ImageFinished, ImageTask, RecursiveInpainting
+from rip.engine import ImageFailed, ImageFinished, ImageTask, RecursiveInpainting, pipeline_key
 from rip.images import load_images, resolve_image_set
 from rip.resilience import Retrying
 from rip.resume import check_compatible, load_state, tasks_to_resume
@@ -31,7 +33,8 @@ from rip.sweep import SWEEP_ID_TAG, Models, describe
 from rip.sweep_units import (DONE_ATTR, ERROR_ATTR, PARENT_ATTR, SETTLED_ATTR, SWEEP_ID_ATTR, SweepPlan, Unit,
                              latest_trials, register)
 from rip.tracking import CONFIG_TAG, RunRecorder, environment_params, resolve_experiment
-from rip.workqueue import RETRY_ATTR, WORKER_ATTR, StudyLock, connect, retry, retry_stale, work, worker_id
+from rip.workqueue import (RETRY_ATTR, WORKER_ATTR, StudyLock, claim, connect, heartbeat, retry, retry_stale, work,
+                           worker_id)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ def work_on_sweep(plan: SweepPlan, storage_url: str, tracking_uri: str | None = 
             added = register(study, plan)
         echo(f"sweep {plan.study_name}: {len(plan.units())} units" + (f" ({added} registered now)" if added else ""))
         tags = {**tags, SWEEP_ID_TAG: study.user_attrs[SWEEP_ID_ATTR], SWEEP_KEY_TAG: plan.study_name}
-        worker = SweepWorker(plan, lock, client, tags, max_retries, progress, echo)
+        worker = SweepWorker(plan, storage, lock, client, tags, max_retries, progress, echo)
         try:
             work(study, lock, worker, 0, poll=heartbeat_interval, settle=worker.settle, catch=(ImagesFailedError,))
         except BaseException:
@@ -81,12 +84,32 @@ def work_on_sweep(plan: SweepPlan, storage_url: str, tracking_uri: str | None = 
         lock.close()
 
 
-class SweepWorker:
-    """Optuna's objective for a sweep's units (one trial, one unit), and the configurations' ends."""
+@dataclass(eq=False)
+class _UnitRun:
+    """A claimed unit in the worker's engine: its trial, images and recorder."""
 
-    def __init__(self, plan: SweepPlan, lock: StudyLock, client: MlflowClient, tags: dict[str, str],
-                 max_retries: int, progress: bool, echo: Callable[[str], None]):
+    trial: optuna.Trial
+    unit: Unit
+    config: RunConfig
+    metrics: list
+    recorder: RunRecorder
+    tasks: list[ImageTask]
+    finished: int  # images finished, earlier attempts included
+    left: int = 0  # images still to end in this attempt
+
+
+class SweepWorker:
+    """Optuna's objective for a sweep's units (one trial, one unit), and the configurations' ends.
+
+    The trial `work` hands out brings more waiting units of the same pipeline call along, claimed
+    under the lock until their images fill a batch; one engine computes them all
+    (`RecursiveInpainting.shared`), and each unit's trial completes when its last image ends.
+    """
+
+    def __init__(self, plan: SweepPlan, storage: optuna.storages.RDBStorage, lock: StudyLock, client: MlflowClient,
+                 tags: dict[str, str], max_retries: int, progress: bool, echo: Callable[[str], None]):
         self.plan = plan
+        self.storage = storage
         self.lock = lock
         self.client = client
         self.retrying = Retrying()
@@ -97,33 +120,95 @@ class SweepWorker:
         self.sources = [resolve_image_set(config.images, config.seed) for config in plan.configs]
         self.environment = environment_params()
         self.models = Models()
-        self.current: int | None = None  # the number of the trial being computed
+        self.claimed: set[int] = set()  # numbers of the trials being computed
 
-    # -- one unit ------------------------------------------------------------------------------
+    # -- units ---------------------------------------------------------------------------------
 
     def __call__(self, trial: optuna.Trial) -> float:
-        unit = Unit.of(trial)
-        self.current = trial.number
-        trial.set_user_attr(WORKER_ATTR, worker_id())
-        trial.set_user_attr(ERROR_ATTR, "")
+        trials = [trial]
+        self.claimed = {trial.number}
+        with self.lock:
+            trials += self._claim_companions(trial)
+        self.claimed = {t.number for t in trials}
+        beats = [heartbeat(self.storage, companion) for companion in trials[1:]]
+        for beat in beats:
+            beat.start()
         try:
-            self._compute(trial, unit)
+            failures = self._compute(trials, dict(zip((t.number for t in trials[1:]), beats)))
         except BaseException as error:
-            trial.set_user_attr(ERROR_ATTR, str(error).strip() or type(error).__name__)
-            if isinstance(error, ImagesFailedError):
-                self.current = None  # the unit failed for good; the worker goes on
+            for stopped in trials:
+                if stopped.number in self.claimed:
+                    stopped.set_user_attr(ERROR_ATTR, str(error).strip() or type(error).__name__)
             raise
-        self.current = None
+        finally:
+            for beat in beats:
+                beat.join()
+        self.claimed = set()
+        if trial.number in failures:
+            raise ImagesFailedError(failures[trial.number])
+        unit = Unit.of(trial)
         return float(unit.stop - unit.start)
 
-    def _compute(self, trial: optuna.Trial, unit: Unit) -> None:
+    def _claim_companions(self, trial: optuna.Trial) -> list[optuna.Trial]:
+        """Waiting units of the same pipeline call, oldest first, until the claimed images fill a batch."""
+        config = self.plan.configs[Unit.of(trial).configuration]
+        images = len(Unit.of(trial))
+        companions = []
+        for waiting in trial.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if images >= config.batch_size:
+                break
+            unit = Unit.of(waiting)
+            if pipeline_key(self.plan.configs[unit.configuration]) != pipeline_key(config):
+                continue
+            claimed = claim(trial.study, self.storage, waiting)
+            if claimed is not None:
+                companions.append(claimed)
+                images += len(unit)
+        return companions
+
+    def _compute(self, trials: list[optuna.Trial], beats: dict) -> dict[int, str]:
+        """Compute the units of `trials` in one engine; return why units failed (per trial number)."""
+        runs = {trial.number: self._prepare(trial, [t.number for t in trials if t is not trial]) for trial in trials}
+        first = next(iter(runs.values()))
+        _, inpainter, _ = self.models.get(first.config)
+        engine = RecursiveInpainting.shared({number: (run.config, run.metrics) for number, run in runs.items()},
+                                            inpainter, batch_size=first.config.batch_size, progress=self.progress)
+        tasks = [task for run in runs.values() for task in run.tasks]
+        failures = {}
+        try:
+            for number, run in runs.items():
+                if not run.left:  # a retried unit whose images all finished before
+                    failures.update(self._end_unit(run, beats.pop(number, None)))
+            for event in engine.run(tasks):
+                run = runs[event.key]
+                run.recorder.handle(event)
+                if isinstance(event, ImageFinished):
+                    run.finished += 1
+                    run.trial.set_user_attr(DONE_ATTR, run.finished)
+                if isinstance(event, (ImageFinished, ImageFailed)):
+                    run.left -= 1
+                    if not run.left:
+                        failures.update(self._end_unit(run, beats.pop(event.key, None)))
+        except BaseException:
+            for run in runs.values():
+                for image_id in run.recorder.open_children:  # the unit's retry reopens them
+                    self.retrying(self.client.set_terminated, run.recorder.child_ids[image_id], "KILLED")
+            raise
+        return failures
+
+    def _prepare(self, trial: optuna.Trial, companions: list[int]) -> _UnitRun:
+        """The unit's images, metrics, recorder under its configuration's run, and tasks."""
         # 1. The unit's images, model and metrics
+        unit = Unit.of(trial)
         index = unit.configuration
         config, sources = self.plan.configs[index], self.sources[index]
         chunk = sources[unit.start:unit.stop]
         retried = RETRY_ATTR in trial.user_attrs
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        trial.set_user_attr(ERROR_ATTR, "")
         self.echo(f"unit {trial.number}: {describe(config)}, {unit} of {len(sources)}"
-                  + (f" (retry of unit {trial.user_attrs[RETRY_ATTR]})" if retried else ""))
+                  + (f" (retry of unit {trial.user_attrs[RETRY_ATTR]})" if retried else "")
+                  + (f", batched with unit(s) {', '.join(map(str, companions))}" if companions else ""))
         originals = load_images(chunk, config.size, config.pad_color, config.resample)
         device, inpainter, metrics = self.models.get(config)
         params = {**config.as_params(), **inpainter.params(), **self.environment}
@@ -141,7 +226,7 @@ class SweepWorker:
                 trial.study.set_user_attr(f"{PARENT_ATTR}{index}", recorder.start(experiment_id, None, tags))
 
         # 3. A retried unit continues from its images' last logged checkpoints
-        tasks = [ImageTask(source.id, original) for source, original in zip(chunk, originals)]
+        tasks = [ImageTask(source.id, original, key=trial.number) for source, original in zip(chunk, originals)]
         finished = 0
         if parent is not None:
             stored = RunConfig.from_json(parent.data.tags[CONFIG_TAG])
@@ -150,27 +235,33 @@ class SweepWorker:
             if state is not None:
                 _restrict(state, {source.id for source in chunk})
                 tasks = self.retrying(tasks_to_resume, self.client, state, chunk, originals)
+                for task in tasks:
+                    task.key = trial.number
                 finished = len(state.finished)
                 recorder.adopt(parent.info.run_id, parent.info.experiment_id, state.child_ids, state.recorded,
                                state.ui_steps, state.grid_steps)
             else:
                 recorder.adopt(parent.info.run_id, parent.info.experiment_id, {}, {}, {}, set())
         trial.set_user_attr(DONE_ATTR, finished)
+        return _UnitRun(trial, unit, config, metrics, recorder, tasks, finished, len(tasks))
 
-        # 4. Recurse and record
-        engine = RecursiveInpainting(config, inpainter, metrics, progress=self.progress)
-        try:
-            for event in engine.run(tasks):
-                recorder.handle(event)
-                if isinstance(event, ImageFinished):
-                    finished += 1
-                    trial.set_user_attr(DONE_ATTR, finished)
-        except BaseException:
-            for image_id in recorder.open_children:  # the unit's retry reopens them
-                self.retrying(self.client.set_terminated, recorder.child_ids[image_id], "KILLED")
-            raise
-        if recorder.failures:
-            raise ImagesFailedError(f"{len(recorder.failures)} image(s) stopped: " + "; ".join(recorder.failures))
+    def _end_unit(self, run: _UnitRun, beat) -> dict[int, str]:
+        """The unit's images all ended: its trial completes (a companion's here, the handed-out one
+        when `__call__` returns), or fails for good when an image failed."""
+        number = run.trial.number
+        failure = (f"{len(run.recorder.failures)} image(s) stopped: " + "; ".join(run.recorder.failures)
+                   if run.recorder.failures else None)
+        if failure:
+            run.trial.set_user_attr(ERROR_ATTR, failure)
+        if beat is not None:  # a companion
+            beat.join()
+            with self.lock:
+                if failure:
+                    run.trial.study.tell(number, state=TrialState.FAIL)
+                else:
+                    run.trial.study.tell(number, float(len(run.unit)))
+            self.claimed.discard(number)
+        return {number: failure} if failure else {}
 
     def _parent(self, study: optuna.Study, index: int, experiment_id: str):
         """The configuration's run, if a worker created it (call under the lock); also one whose
@@ -218,16 +309,18 @@ class SweepWorker:
         recorder.finish(status)
 
     def requeue(self, study: optuna.Study) -> None:
-        """Queue the unit this worker was computing again, now (it was interrupted, or the worker stops)."""
-        if self.current is None:
+        """Queue the units this worker was computing again, now (it was interrupted, or the worker stops)."""
+        if not self.claimed:
             return
         with self.lock:
-            trial = study.get_trials(deepcopy=False)[self.current]
-            if trial.state == TrialState.RUNNING:
-                study.tell(trial.number, state=TrialState.FAIL)
-                trial = study.get_trials(deepcopy=False)[self.current]
-            if trial.state == TrialState.FAIL and retry(study, trial, self.max_retries):
-                log.warning("unit %d (%s) stopped; queued again", trial.number, Unit.of(trial))
+            for number in sorted(self.claimed):
+                trial = study.get_trials(deepcopy=False)[number]
+                if trial.state == TrialState.RUNNING:
+                    study.tell(trial.number, state=TrialState.FAIL)
+                    trial = study.get_trials(deepcopy=False)[number]
+                if trial.state == TrialState.FAIL and retry(study, trial, self.max_retries):
+                    log.warning("unit %d (%s) stopped; queued again", trial.number, Unit.of(trial))
+        self.claimed = set()
 
 
 def _restrict(state, image_ids: set[str]) -> None:

@@ -173,6 +173,22 @@ def retry_stale(max_retries: int, on_lost: Callable[[FrozenTrial], None] | None 
     return on_stale
 
 
+def claim(study: optuna.Study, storage: optuna.storages.RDBStorage, trial: FrozenTrial) -> optuna.Trial | None:
+    """Claim waiting `trial` besides the one `work` hands out (call under the lock): it is RUNNING
+    for this worker, which keeps it alive with `heartbeat`; None if it was not waiting."""
+    if not storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
+        return None
+    storage.record_heartbeat(trial._trial_id)  # stale from now on if this worker dies
+    return optuna.Trial(study, trial._trial_id)
+
+
+def heartbeat(storage: optuna.storages.RDBStorage, trial: optuna.Trial):
+    """Optuna's heartbeat thread for a trial claimed with `claim`: `start()` it, `join()` to stop."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial._trial_id, storage)
+
+
 def work(study: optuna.Study, lock: StudyLock, objective: Callable[[optuna.Trial], float], n_trials: int,
          poll: float, *, settle: Callable[[optuna.Study], None] | None = None, catch: tuple = ()) -> None:
     """Run trials while the study has room; wait while other workers' trials run; return when all are done.

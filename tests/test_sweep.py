@@ -136,3 +136,50 @@ def test_shipped_presets_are_found_by_name_from_any_folder(tmp_path, monkeypatch
     result = CliRunner().invoke(sweep, ["nonesuch"])
     assert result.exit_code == 1
     assert f"no preset 'nonesuch'; shipped presets (in {PRESETS}): demo, replication, variability" in result.output
+
+
+def test_a_sweep_fills_each_call_from_all_its_configurations_with_the_results_of_each_alone(
+    tmp_path, image_folder, monkeypatch
+):
+    import rip.inpainters
+    from rip.runner import run_experiment
+    from rip.sweep import run_sweep
+
+    monkeypatch.setenv("RIP_SPOOL", str(tmp_path / "spool"))
+    calls = []
+    real = rip.inpainters.load_inpainter
+
+    def counted(config, device):
+        inpainter = real(config, device)
+        batch = inpainter.inpaint_batch
+        inpainter.inpaint_batch = lambda images, masks, seeds: calls.append(len(seeds)) or batch(images, masks, seeds)
+        return inpainter
+
+    monkeypatch.setattr(rip.inpainters, "load_inpainter", counted)
+    base = RunConfig(model="telea", images=f"{image_folder}:2@0", size=64, step=25, percent=50, metrics=("ssim",),
+                     batch_size=4, experiment="together")
+    configs = [dataclasses.replace(base, mask=16), dataclasses.replace(base, mask=32, seed=1, metrics=("psnr",))]
+    lines = []
+    together = run_sweep(configs, f"sqlite:///{tmp_path / 'together.db'}", progress=False, echo=lines.append)
+    assert max(calls) == 4  # two images of each configuration in one call
+    assert len(lines) == 2 and lines[0].startswith("[1/2] mask=16 ") and lines[1].startswith("[2/2] mask=32 ")
+
+    alone_uri = f"sqlite:///{tmp_path / 'alone.db'}"
+    alone = [run_experiment(config, alone_uri, progress=False) for config in configs]
+    assert max(calls[-4:]) == 2  # alone, a call holds one configuration's two images
+
+    def histories(uri, parent):
+        client = MlflowClient(uri)
+        run = client.get_run(parent)
+        children = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'")
+        assert run.info.status == "FINISHED" and len(children) == 2
+        values = {(child.data.tags["rip.image_id"], key, m.step): m.value
+                  for child in children for key in child.data.metrics
+                  for m in client.get_metric_history(child.info.run_id, key)}
+        return values, run.data.metrics
+
+    for shared_id, alone_id in zip(together, alone):
+        (shared_values, shared_aggregates), (alone_values, alone_aggregates) = (
+            histories(f"sqlite:///{tmp_path / 'together.db'}", shared_id), histories(alone_uri, alone_id))
+        assert shared_values == alone_values and len(shared_values) == 2 * 3 * 2  # images x percents x keys
+        assert shared_aggregates == alone_aggregates

@@ -143,6 +143,7 @@ def test_two_workers_share_a_sweep_registered_once_with_the_one_process_values(
         (c, i, i + 1) for c in (0, 1) for i in range(3)]
     assert {t.user_attrs["rip.worker"].split(":")[1] for t in trials} == {str(w.pid) for w in workers}
     assert sum("registered now" in log for log in logs) == 1
+    assert "batched with unit(s)" in "".join(logs)  # units of one image join a batch of four
     assert_equal_results(results(MlflowClient(mlflow_server.uri), "sweep-two"), reference)
     runs = [r["run"] for r in results(MlflowClient(mlflow_server.uri), "sweep-two").values()]
     assert {r.data.tags["rip.sweep_key"] for r in runs} == {units_of_name(postgres_url)}
@@ -170,14 +171,17 @@ def test_a_killed_workers_unit_is_finished_by_another(mlflow_server, preset, ref
     log = finish(survivor)
     assert doomed.wait() == -signal.SIGKILL and survivor.returncode == 0, log
 
+    # the doomed worker had claimed both units (3 images each, a batch of 4 takes both)
     trials = units_of(storage)
-    [lost] = [t for t in trials if t.state.name == "FAIL"]
-    assert lost.user_attrs["rip.worker"].endswith(f":{doomed.pid}")
-    [retry] = [t for t in trials if t.user_attrs.get("rip.retry_of") == lost.number]
-    assert retry.state.name == "COMPLETE" and retry.user_attrs["rip.unit"] == lost.user_attrs["rip.unit"]
-    assert retry.user_attrs["rip.worker"].endswith(f":{survivor.pid}")
-    assert len(trials) == 3 and sum(t.state.name == "COMPLETE" for t in trials) == 2
-    assert f"retry of unit {lost.number}" in log
+    lost = [t for t in trials if t.state.name == "FAIL"]
+    assert len(lost) == 2 and len(trials) == 4
+    for unit in lost:
+        assert unit.user_attrs["rip.worker"].endswith(f":{doomed.pid}")
+        [retry] = [t for t in trials if t.user_attrs.get("rip.retry_of") == unit.number]
+        assert retry.state.name == "COMPLETE" and retry.user_attrs["rip.unit"] == unit.user_attrs["rip.unit"]
+        assert retry.user_attrs["rip.worker"].endswith(f":{survivor.pid}")
+        assert f"retry of unit {unit.number}" in log
+    assert "batched with unit(s)" in log
     assert_equal_results(results(client, "sweep-kill"), reference)  # no step computed twice, none missing
 
 

@@ -3,6 +3,16 @@
 BUILTIN_INPAINTERS = ("tiny", "telea", "ns", "biharmonic")
 SCHEDULERS = ("ddim", "pndm", "euler", "euler-ancestral", "dpm-solver", "lms")
 TINY_TAG = "rip.meaningless_images"
+LOADED_FROM = (
+    "model", "steps", "guidance", "strength", "prompt", "paste_back", "scheduler", "device", "dtype",
+    "skip_guidance", "safety_checker", "compile", "channels_last", "fuse_qkv",
+)
+"""The configuration fields `load_inpainter` builds an inpainter from (and `batch_size` when compiled)."""
+
+
+def inpainter_key(config) -> tuple:
+    """Configurations with equal keys can share one loaded inpainter."""
+    return tuple(getattr(config, name) for name in LOADED_FROM) + ((config.batch_size,) if config.compile else ())
 
 
 def resolve_device(device: str) -> str:
