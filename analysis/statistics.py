@@ -30,7 +30,8 @@ def fit_saturation(percent, distance) -> dict:
     A fit is identifiable when it has at least MIN_DOF points more than its 3 parameters, tau
     lies strictly inside its bounds (p_max/1000 .. p_max: at the upper bound there is no plateau
     within the data, at the lower one no rise to fit), every standard error is finite and
-    positive, and tau's is smaller than tau (a rise within the first checkpoint leaves tau free).
+    positive, tau's is smaller than tau, and 3·tau reaches the first checkpoint after 0 (a rise
+    that ends before it leaves tau free, whatever its standard error says).
     Only an identifiable fit says whether the distance levels off; otherwise `levels_off` is None.
     """
     p = np.asarray(percent, dtype=float)
@@ -71,6 +72,8 @@ def fit_saturation(percent, distance) -> dict:
         return {**result, "fit": "not identifiable: tau at its upper bound (no plateau within the data)"}
     if at_lower:
         return {**result, "fit": "not identifiable: tau at its lower bound (no rise to fit)"}
+    if 3 * tau < p[p > 0].min():  # 95 % of the rise before the first checkpoint: any smaller tau fits as well
+        return {**result, "fit": "not identifiable: the rise ends before the first checkpoint"}
     if not np.all(np.isfinite(errors) & (errors > 0)):  # 0: pinv dropped a direction the data do not constrain
         return {**result, "fit": "not identifiable: undefined standard errors"}
     if errors[1] >= tau:

@@ -2,7 +2,8 @@
 
 `run_experiment` runs one configuration as one MLflow run; `run_together` runs several that
 share a model in one engine (`RecursiveInpainting.shared`), each still its own MLflow run,
-opened when its first image starts and ended when its last image ends.
+opened when its first image starts and ended when its last image ends. Events are recorded on
+a background thread, in order, while the engine computes (`rip.background`).
 """
 
 import logging
@@ -15,6 +16,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 from rip import resume
+from rip.background import Background
 from rip.config import RunConfig
 from rip.engine import Event, ImageFailed, ImageFinished, ImageTask, RecursiveInpainting
 from rip.images import SourceImage, load_images, resolve_image_set
@@ -26,6 +28,7 @@ from rip.spool import default_spool_root
 from rip.tracking import RunRecorder, environment_params, resolve_experiment
 
 log = logging.getLogger(__name__)
+RECORDING_QUEUE = 64  # events computed but not yet recorded, at most (each holds a generation)
 
 
 class StopRun(Exception):
@@ -75,8 +78,9 @@ def run_experiment(
     - `resume_run`: continue this interrupted parent run; `given` names the fields of `config`
       the user set explicitly, which must match the run's configuration.
     - `tags`: for the parent run (e.g. `mlflow.parentRunId` to nest it).
-    - `observer`: sees every event after it was recorded; it may raise `StopRun`. A stopped
-      run's exception is re-raised with the parent run id as its `run_id` attribute.
+    - `observer`: sees every event as the engine yields it (it is recorded on a background
+      thread, in order); it may raise `StopRun`. What was computed is recorded, then the run
+      ends KILLED and the exception is re-raised with the parent run id as its `run_id`.
     - `outage_limit`: seconds the tracking server may stay unreachable before the run fails;
       unlogged checkpoints stay in the spool (`spool_root`) for `resume_run` to upload.
     - `on_start`: called once the parent run exists (or was reopened), before the first inpainting.
@@ -207,6 +211,15 @@ class _ConfigurationRun:
             self.state = "open"
             self._announce(None)
 
+    def record(self, event: Event) -> None:
+        """Record `event` (opening the run at its first); end the run with its last image."""
+        self.open()
+        self.recorder.handle(event)
+        if isinstance(event, (ImageFinished, ImageFailed)):
+            self.left -= 1
+            if not self.left:
+                self.end()
+
     def end(self, status: str | None = None) -> None:
         """End the run: `status`, or FINISHED unless some image failed."""
         if self.state == "open":
@@ -230,21 +243,18 @@ def _recurse(runs: list[_ConfigurationRun], inpainter: Inpainter, batch_size: in
         for task in run.tasks:
             task.key = index
             tasks.append(task)
+    background = Background(RECORDING_QUEUE)
     try:
         for event in engine.run(tasks):
-            run = runs[event.key]
-            run.open()
-            run.recorder.handle(event)
+            background.submit(runs[event.key].record, event)
             if observer is not None:
                 observer(event)
-            if isinstance(event, (ImageFinished, ImageFailed)):
-                run.left -= 1
-                if not run.left:
-                    run.end()
+        background.wait()
         for run in runs:  # those with nothing left to compute
             run.open()
             run.end()
     except TrackingUnavailableError as error:
+        background.close()
         waiting = [run for run in runs if run.state == "open"]
         raise TrackingUnavailableError(
             f"{error}\nCheckpoints not yet logged are kept in the spool ("
@@ -253,6 +263,7 @@ def _recurse(runs: list[_ConfigurationRun], inpainter: Inpainter, batch_size: in
             + " and ".join(f"`rip run --resume {run.run_id}`" for run in waiting) + "."
         ) from error
     except (KeyboardInterrupt, StopRun) as error:
+        background.close()  # what was computed is recorded first
         stopped = [run for run in runs if run.state == "open"]
         for run in stopped:
             run.end("KILLED")
@@ -260,9 +271,12 @@ def _recurse(runs: list[_ConfigurationRun], inpainter: Inpainter, batch_size: in
         error.run_ids = [run.run_id for run in stopped]
         raise
     except BaseException:
+        background.close()
         for run in runs:
             run.end("FAILED")
         raise
+    finally:
+        background.close()
     failed = [run for run in runs if run.recorder.failures]
     if failed:
         raise ImagesFailedError("\n".join(

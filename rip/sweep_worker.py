@@ -23,11 +23,12 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from rip.config import RunConfig
-from rip.engine import ImageFailed, ImageFinished, ImageTask, RecursiveInpainting, pipeline_key
+from rip.background import Background
+from rip.engine import Event, ImageFailed, ImageFinished, ImageTask, RecursiveInpainting, pipeline_key
 from rip.images import load_images, resolve_image_set
 from rip.resilience import Retrying
 from rip.resume import check_compatible, load_state, tasks_to_resume
-from rip.runner import ImagesFailedError
+from rip.runner import RECORDING_QUEUE, ImagesFailedError
 from rip.spool import default_spool_root
 from rip.sweep import SWEEP_ID_TAG, Models, describe
 from rip.sweep_units import (DONE_ATTR, ERROR_ATTR, PARENT_ATTR, SETTLED_ATTR, SWEEP_ID_ATTR, SweepPlan, Unit,
@@ -175,26 +176,34 @@ class SweepWorker:
                                             inpainter, batch_size=first.config.batch_size, progress=self.progress)
         tasks = [task for run in runs.values() for task in run.tasks]
         failures = {}
+        background = Background(RECORDING_QUEUE)
         try:
             for number, run in runs.items():
                 if not run.left:  # a retried unit whose images all finished before
                     failures.update(self._end_unit(run, beats.pop(number, None)))
             for event in engine.run(tasks):
-                run = runs[event.key]
-                run.recorder.handle(event)
-                if isinstance(event, ImageFinished):
-                    run.finished += 1
-                    run.trial.set_user_attr(DONE_ATTR, run.finished)
-                if isinstance(event, (ImageFinished, ImageFailed)):
-                    run.left -= 1
-                    if not run.left:
-                        failures.update(self._end_unit(run, beats.pop(event.key, None)))
+                background.submit(self._record, runs[event.key], event, beats, failures)
+            background.wait()
         except BaseException:
+            background.close()  # what was computed is recorded first
             for run in runs.values():
                 for image_id in run.recorder.open_children:  # the unit's retry reopens them
                     self.retrying(self.client.set_terminated, run.recorder.child_ids[image_id], "KILLED")
             raise
+        finally:
+            background.close()
         return failures
+
+    def _record(self, run: _UnitRun, event: Event, beats: dict, failures: dict[int, str]) -> None:
+        """Record `event` in its unit's runs; complete the unit with its last image (on the background thread)."""
+        run.recorder.handle(event)
+        if isinstance(event, ImageFinished):
+            run.finished += 1
+            run.trial.set_user_attr(DONE_ATTR, run.finished)
+        if isinstance(event, (ImageFinished, ImageFailed)):
+            run.left -= 1
+            if not run.left:
+                failures.update(self._end_unit(run, beats.pop(run.trial.number, None)))
 
     def _prepare(self, trial: optuna.Trial, companions: list[int]) -> _UnitRun:
         """The unit's images, metrics, recorder under its configuration's run, and tasks."""

@@ -101,7 +101,7 @@ def test_saturation_fit_with_tau_at_its_bound_never_levels_off():
     assert fit["fit"] == "not identifiable: tau at its upper bound (no plateau within the data)"
     step = statistics.fit_saturation(p, np.where(p > 0, 0.4, 0.0))  # the rise ends before the first checkpoint
     assert step["identifiable"] is False and step["levels_off"] is None
-    assert step["fit"] == "not identifiable: undefined standard errors"  # any small tau fits: tau is free
+    assert step["fit"] == "not identifiable: the rise ends before the first checkpoint"  # any small tau fits
 
 
 def test_saturation_fits_per_run_and_per_mean_curve():
