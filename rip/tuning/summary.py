@@ -1,6 +1,7 @@
 """The end of a search as files: best conditions, parameter importances, trials and Optuna's plots."""
 
 import dataclasses
+import functools
 import json
 import warnings
 from dataclasses import dataclass
@@ -51,20 +52,25 @@ def write_summary(study: optuna.Study, base: RunConfig, folder: Path) -> Summary
 def _plots(study: optuna.Study, folder: Path) -> None:
     """Optimisation history, importances, slices and (over a numeric parameter) contours as PNG files.
 
-    Every plot names the objective and its direction. The contour plot is left out when the
-    searched parameters are fewer than two or all categorical (it would only colour a grid of labels).
+    Every plot names the objective and its direction. Importances need two completed trials,
+    slices a parameter that took two values; the contour plot is left out when the searched
+    parameters are fewer than two or all categorical (it would only colour a grid of labels).
     """
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
 
     folder.mkdir(exist_ok=True)
-    (folder / "contour.png").unlink(missing_ok=True)  # from an earlier summary of this study
+    for stale in ("contour", "importances", "slice"):  # from an earlier summary of this study
+        (folder / f"{stale}.png").unlink(missing_ok=True)
     objective = objective_label(study)
-    drawers = {
-        "history": plots.plot_optimization_history,
-        "importances": plots.plot_param_importances,
-        "slice": plots.plot_slice,
-    }
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    varied = sorted({name for trial in complete for name in trial.params
+                     if len({repr(other.params.get(name)) for other in complete}) > 1})
+    drawers = {"history": plots.plot_optimization_history}
+    if len(complete) >= 2:
+        drawers["importances"] = plots.plot_param_importances
+    if varied:  # a parameter with one value so far has no slice to show
+        drawers["slice"] = functools.partial(plots.plot_slice, params=varied)
     if _contour_informative(study):
         drawers["contour"] = plots.plot_contour
     for name, draw in drawers.items():
