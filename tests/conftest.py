@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,35 @@ def ui_experiment(mlflow_server, tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def start_logged(args: list[str], folder: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A worker process in its own session (to kill it with its children), its output in a file of `folder`."""
+    log = open(folder / f"worker-{uuid.uuid4().hex[:6]}.log", "w+")
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
+    worker = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True)
+    worker.log = log
+    return worker
+
+
+def finish_logged(worker: subprocess.Popen, timeout: float = 900) -> str:
+    """Wait for a `start_logged` worker; its output."""
+    worker.wait(timeout=timeout)
+    worker.log.seek(0)
+    return worker.log.read()
+
+
+@pytest.fixture
+def postgres_url():
+    """A throw-away database on the local PostgreSQL server."""
+    import psycopg2
+
+    name = f"rip_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()

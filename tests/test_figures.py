@@ -2,7 +2,6 @@
 
 import numpy as np
 import optuna
-import pandas as pd
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgb

@@ -22,8 +22,7 @@ from mlflow import MlflowClient
 from rip.config import RunConfig
 from rip.sweep import sweep
 from rip.sweep_units import DEFINITION_ATTR, SweepPlan, register
-from tests.conftest import BIN, free_port
-from tests.test_tune_workers import postgres_url  # noqa: F401  (a throw-away PostgreSQL database)
+from tests.conftest import BIN, finish_logged, free_port, start_logged
 
 pytestmark = pytest.mark.slow
 QUEUE = ["--heartbeat-interval", "1", "--grace-period", "3"]
@@ -49,17 +48,10 @@ def sweep_args(preset, server, experiment, *options):
 
 
 def start(args, tmp_path, **env) -> subprocess.Popen:
-    log = open(tmp_path / f"worker-{uuid.uuid4().hex[:6]}.log", "w+")
-    worker = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=environment(tmp_path, **env),
-                              cwd=tmp_path, start_new_session=True)
-    worker.log = log
-    return worker
+    return start_logged(args, tmp_path, {"RIP_SPOOL": str(tmp_path / "spool"), **env})
 
 
-def finish(worker, timeout=900) -> str:
-    worker.wait(timeout=timeout)
-    worker.log.seek(0)
-    return worker.log.read()
+finish = finish_logged
 
 
 def results(client, experiment) -> dict:

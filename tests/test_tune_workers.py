@@ -5,49 +5,26 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 
 import optuna
-import psycopg2
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import BIN
+from tests.conftest import BIN, finish_logged, start_logged
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "e2e-tune-workers"
 FIXED = ["--model", "telea", "--size", "64", "--metrics", "ssim", "--heartbeat-interval", "1"]
 
 
-@pytest.fixture
-def postgres_url():
-    """A throw-away database on the local PostgreSQL server."""
-    name = f"rip_tune_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
-
-
 def start_worker(server, storage, study, tmp_path, *options) -> subprocess.Popen:
-    log = open(tmp_path / f"worker-{uuid.uuid4().hex[:6]}.log", "w+")
-    args = [str(BIN / "rip"), "tune", *FIXED, "--storage", storage, "--study-name", study,
-            "--tracking-uri", server.uri, "--experiment", EXPERIMENT, "--output", str(tmp_path / "out"), *options]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    worker = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
-                              start_new_session=True)
-    worker.log = log
-    return worker
+    return start_logged([str(BIN / "rip"), "tune", *FIXED, "--storage", storage, "--study-name", study,
+                         "--tracking-uri", server.uri, "--experiment", EXPERIMENT, "--output", str(tmp_path / "out"),
+                         *options], tmp_path)
 
 
 def finish(worker, timeout=240) -> str:
-    worker.wait(timeout=timeout)
-    worker.log.seek(0)
-    return worker.log.read()
+    return finish_logged(worker, timeout)
 
 
 def trials_of(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
