@@ -44,3 +44,15 @@ def test_half_precision_on_cuda_gives_finite_images(dtype):
     assert inpainter.params()["resolved_dtype"] == ("torch.float16" if dtype == "auto" else "torch.bfloat16")
     outputs = inpainter.inpaint([random_image(64, 0)], [np.ones((64, 64), dtype=bool)], [1])
     assert not isinstance(outputs[0], InpaintingFailure) and outputs[0].shape == (64, 64, 3)
+
+
+def test_compiled_pipeline_on_cuda_keeps_outputs_with_a_padded_tail():
+    config = RunConfig(**{**CONFIG.__dict__, "device": "cuda", "dtype": "fp32", "batch_size": 2})
+    eager = load_inpainter(config, "cuda")
+    compiled = load_inpainter(RunConfig(**{**config.__dict__, "compile": True}), "cuda")
+    originals = [random_image(64, seed) for seed in range(3)]  # a full batch of 2, then 1 padded to 2
+    masks = [np.zeros((64, 64), dtype=bool) for _ in originals]
+    for mask, corner in zip(masks, (0, 16, 32)):
+        mask[corner:corner + 16, corner:corner + 16] = True
+    for output, reference in zip(compiled.inpaint(originals, masks, [1, 2, 3]), eager.inpaint(originals, masks, [1, 2, 3])):
+        assert np.abs(output.astype(int) - reference).max() <= 1
