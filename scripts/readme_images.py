@@ -1,15 +1,22 @@
-"""Make the README's screenshots of the MLflow UI from the offline demo.
+"""Make the README's pictures from the offline demo, in a fresh SQLite store in a temporary folder.
 
-    .venv/bin/python scripts/readme_images.py            # writes docs/images/ui-*.png
+    .venv/bin/python scripts/readme_images.py     # regenerates docs/images/*.png in about 2 minutes
 
-Runs the quick start's demo (Telea, four sample photographs, 256 px; SSIM only) into a fresh SQLite store,
-serves it with `mlflow server`, and photographs an image run's step slider and the configuration
-run's image grid in headless Chromium (Playwright, launched on the system's Chromium).
+- stlpips-vs-percent.png: the study's main figure (`figures/mean_std.png`) of
+  `rip analyze --experiment demo --metrics stlpips-alex --filmstrips 0 --no-log --dpi 150` over
+  `rip run --images sample:4 --model telea --size 256 --mask M --metrics stlpips-alex,ssim
+  --experiment demo` for M = 32, 64, 128 (ST-LPIPS: LPIPS proper needs downloaded weights);
+- ui-image-slider.png, ui-configuration-grid.png: the MLflow UI (`mlflow server` on loopback,
+  headless Chromium driven by Playwright): the enlarged `generation` chart of the mask-64
+  configuration's first image run (by image id) and its `generation_grid`, slider at 400 %;
+- ui-runs.png: the experiment's runs view, the mask-64 configuration run unfolded.
+
+Needs Playwright and Chromium (tests/conftest.py's CHROMIUM).
 """
 
 import argparse
 import os
-import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,28 +24,35 @@ import time
 import urllib.request
 from pathlib import Path
 
+from PIL import Image
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+from rip.ui import run_url, runs_url
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port
 
-DEMO = ["--images", "sample:4", "--model", "telea", "--size", "256", "--mask", "64",
-        "--metrics", "ssim", "--experiment", "demo"]
+EXPERIMENT = "demo"
+DEMO = ["--images", "sample:4", "--model", "telea", "--size", "256", "--metrics", "stlpips-alex,ssim",
+        "--experiment", EXPERIMENT]
+MASKS = (32, 64, 128)
+SHOWN_MASK = 64  # the quick start's run, shown in the UI
+ANALYSIS = ["--experiment", EXPERIMENT, "--metrics", "stlpips-alex", "--filmstrips", "0", "--no-log", "--dpi", "150"]
+TIMEOUT_MS = 180_000  # the UI's bundles are large; a busy machine takes a while
 
 
-def record_demo(store: Path) -> str:
-    """Run the demo into `store`; return what `rip run` printed."""
+def rip(store: Path, *args: str) -> None:
+    """`rip ARGS` on the store in folder `store`; exit with its error output when it fails."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true",
            "RIP_SPOOL": str(store / "spool")}
-    result = subprocess.run([str(BIN / "rip"), "run", *DEMO], env=env, cwd=store, capture_output=True, text=True)
+    result = subprocess.run([str(BIN / "rip"), *args], env=env, cwd=store, capture_output=True, text=True, check=False)
     if result.returncode:
-        sys.exit(result.stderr)
-    return result.stdout
+        sys.exit(result.stderr[-3000:])
 
 
 def serve(store: Path, port: int) -> subprocess.Popen:
-    """`mlflow server` on the demo's store, as `mlflow ui --backend-store-uri ...` would serve it."""
+    """`mlflow server` on the store, as `mlflow ui --backend-store-uri ...` would serve it."""
     server = subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -46,46 +60,73 @@ def serve(store: Path, port: int) -> subprocess.Popen:
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"},
     )
     deadline = time.time() + 300
-    while time.time() < deadline:
+    while time.time() < deadline and server.poll() is None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
                 return server
         except OSError:
             time.sleep(1)
-    server.kill()
+    os.killpg(server.pid, 9)
     sys.exit("mlflow server did not start")
 
 
-def photograph(run_page: str, run_name: str, key: str, output: Path) -> None:
-    """The run's chart of image `key` at its last step, enlarged, as a PNG."""
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
+def save_small(source: Path, target: Path) -> None:
+    """`source` as a 256-colour PNG."""
+    Image.open(source).convert("RGB").quantize(256).save(target, optimize=True)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 760})
-        page.set_default_timeout(180_000)
-        page.goto(run_page.replace("?", "/model-metrics?"), wait_until="commit")
-        page.get_by_text(run_name).first.wait_for()
-        try:  # the assistant panel, for room
-            page.get_by_label("Close", exact=True).first.click(timeout=20_000)
-        except PlaywrightError:
-            pass
-        expand = ("//*[normalize-space(text())='{0}']/ancestor::*[.//button[@data-component-id='{1}']][1]"
-                  "//button[@data-component-id='{1}']").format(key, "fullscreen_button_chartcard")
-        page.locator(expand).first.click()
-        dialog = page.get_by_role("dialog")
-        dialog.get_by_role("slider").first.wait_for()
-        step = dialog.get_by_role("spinbutton").first  # the number beside the slider
-        step.fill("400")  # the last checkpoint
-        step.press("Enter")
-        try:
-            dialog.locator("img[src*='%2Bstep%2B400%2B']").first.wait_for(state="attached", timeout=60_000)
-        except PlaywrightError:
-            print(f"{key}: the slider stayed at its first step", file=sys.stderr)
-        page.wait_for_timeout(5_000)
-        dialog.screenshot(path=str(output))
-        browser.close()
+
+def new_page(browser, width: int, height: int):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    return page
+
+
+def wait_loaded(page, images) -> None:
+    """Wait until the first of `images` (a locator) has loaded."""
+    images.first.wait_for(state="attached")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=images.first.element_handle())
+
+
+def photograph_chart(browser, address: str, run_name: str, key: str, output: Path) -> None:
+    """The run's chart of image `key` enlarged, its slider moved to the last step."""
+    page = new_page(browser, 1500, 1150)  # wide: every chart card drawn
+    page.goto(address.replace("?", "/model-metrics?"), wait_until="commit")
+    page.get_by_text(run_name).first.wait_for()
+    wait_loaded(page, page.locator(f"img[src*='{key}%2Bstep%2B']"))
+    expand = ("//*[normalize-space(text())='{0}']/ancestor::*[.//button[@data-component-id='{1}']][1]"
+              "//button[@data-component-id='{1}']").format(key, "fullscreen_button_chartcard")
+    page.locator(expand).first.click()
+    page.set_viewport_size({"width": 720, "height": 1150})  # narrow: the enlarged chart fits whole
+    dialog = page.get_by_role("dialog")
+    slider = dialog.get_by_role("slider").first
+    slider.wait_for()
+    last = slider.get_attribute("aria-valuemax")
+    for _ in range(100):  # one checkpoint a press (End is not handled)
+        if slider.get_attribute("aria-valuenow") == last:
+            break
+        slider.press("ArrowRight")
+    step = slider.get_attribute("aria-valuenow")
+    if step != last:
+        print(f"{key}: the slider stopped at step {step} of {last}", file=sys.stderr)
+    wait_loaded(page, dialog.locator(f"img[src*='{key}%2Bstep%2B{step}%2B']"))
+    page.mouse.move(0, 0)  # no hover highlight
+    page.wait_for_timeout(1_000)
+    dialog.screenshot(path=str(output))
+    page.close()
+
+
+def photograph_runs(browser, address: str, parent_name: str, child_names: list[str], output: Path) -> None:
+    """The experiment's runs view, the configuration run `parent_name` unfolded."""
+    page = new_page(browser, 1400, 600)
+    page.goto(address, wait_until="commit")
+    page.get_by_text(parent_name, exact=True).first.wait_for()
+    row = page.get_by_role("row").filter(has_text=parent_name).first
+    row.locator("button[data-component-id*='runnamecellrenderer']").first.click()
+    for name in child_names:
+        page.get_by_text(name).first.wait_for()
+    page.wait_for_timeout(1_000)
+    page.screenshot(path=str(output))
+    page.close()
 
 
 def main() -> None:
@@ -94,25 +135,41 @@ def main() -> None:
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        store = Path(folder)
-        printed = record_demo(store)
+        store, shots = Path(folder), Path(folder) / "shots"
+        shots.mkdir()
+        for mask in MASKS:
+            rip(store, "run", *DEMO, "--mask", str(mask))
+        rip(store, "analyze", *ANALYSIS, "--output", str(store / "analysis"))
+        shutil.copyfile(store / "analysis" / "figures" / "mean_std.png", args.output / "stlpips-vs-percent.png")
+
         port = free_port()
         server = serve(store, port)
         try:
-            name, address = re.search(r"^View run (.*) at: (\S+)$", printed, re.MULTILINE).groups()
-            address = address.replace("127.0.0.1:5000", f"127.0.0.1:{port}")
-            photograph(address, name, "generation_grid", args.output / "ui-configuration-grid.png")
             from mlflow import MlflowClient
+            from playwright.sync_api import sync_playwright
 
-            client = MlflowClient(f"http://127.0.0.1:{port}")
-            child = client.search_runs([address.split("/experiments/")[1].split("/")[0]],
-                                       "tags.`rip.kind` = 'image' and tags.`rip.image_id` = 'astronaut'")[0]
-            photograph(address.replace(child.data.tags["mlflow.parentRunId"], child.info.run_id),
-                       child.info.run_name, "generation", args.output / "ui-image-slider.png")
+            uri = f"http://127.0.0.1:{port}"
+            client = MlflowClient(uri)
+            experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+            [parent] = client.search_runs(
+                [experiment], f"tags.`rip.kind` = 'configuration' and params.mask = '{SHOWN_MASK}'")
+            children = sorted(client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"),
+                              key=lambda run: run.data.tags["rip.image_id"])
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                for run, key, name in ((children[0], "generation", "ui-image-slider"),
+                                       (parent, "generation_grid", "ui-configuration-grid")):
+                    photograph_chart(browser, run_url(uri, experiment, run.info.run_id), run.info.run_name, key,
+                                     shots / f"{name}.png")
+                photograph_runs(browser, runs_url(uri, experiment), parent.info.run_name,
+                                [run.info.run_name for run in children], shots / "ui-runs.png")
+                browser.close()
         finally:
             os.killpg(server.pid, 15)
             server.wait()
-    print(f"wrote {args.output}/ui-image-slider.png and ui-configuration-grid.png")
+        for shot in sorted(shots.iterdir()):
+            save_small(shot, args.output / shot.name)
+    print(f"wrote {', '.join(sorted(path.name for path in args.output.glob('*.png')))} in {args.output}")
 
 
 if __name__ == "__main__":
