@@ -125,6 +125,8 @@ def run_together(
     *,
     inpainter: Inpainter,
     metrics: Sequence[Sequence[Metric]],
+    run_ids: Sequence[str | None] | None = None,
+    observers: Sequence[Callable[[Event], None] | None] | None = None,
     tags: dict[str, str] | None = None,
     spool_root: Path | None = None,
     progress: bool = True,
@@ -135,11 +137,14 @@ def run_together(
 
     Each configuration is its own MLflow run, with the results it would have alone: its run is
     created when its first image starts (so an interruption leaves only started runs behind) and
-    ends when its last image ends. `metrics[i]` are configuration i's loaded metrics. Inputs
-    are all checked before any run is created.
+    ends when its last image ends. `metrics[i]` are configuration i's loaded metrics; `run_ids[i]`
+    an existing run to record configuration i into (e.g. a search's trial run); `observers[i]`
+    sees configuration i's events (as `run_experiment`'s observer). Inputs are all checked before
+    any run is created.
     """
     client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
     retrying = Retrying()
+    run_ids = list(run_ids or [None] * len(configs))
     runs = []
     for config, measures in zip(configs, metrics, strict=True):
         config.validate()
@@ -147,9 +152,14 @@ def run_together(
         originals = load_images(sources, config.size, config.pad_color, config.resample)
         runs.append(_ConfigurationRun(config, measures, sources, originals, inpainter,
                                       resolve_device(config.device), client, retrying, spool_root, on_start))
-    for run in runs:
-        run.plan_new(retrying(resolve_experiment, client, run.config.experiment), None, tags)
-    return _recurse(runs, inpainter, max(config.batch_size for config in configs), None, progress)
+    for run, run_id in zip(runs, run_ids, strict=True):
+        run.plan_new(retrying(_experiment_for, client, run.config, run_id), run_id, tags)
+
+    def observer(event: Event) -> None:
+        if observers and observers[event.key] is not None:
+            observers[event.key](event)
+
+    return _recurse(runs, inpainter, max(config.batch_size for config in configs), observer, progress)
 
 
 class _ConfigurationRun:

@@ -200,3 +200,40 @@ def test_a_proposed_configuration_of_a_completed_trial_is_not_run_again(tmp_path
     assert sorted(int(run.data.tags["rip.trial"]) for run in trial_runs) == [t.number for t in computed]
     logged = {m.step: m.value for m in client.get_metric_history(study_run.info.run_id, "trial_value")}
     assert logged == {t.number: t.value for t in trials}
+
+
+@pytest.mark.slow
+def test_a_grid_search_computes_trials_that_fill_a_batch_together_with_their_values_alone(
+    tmp_path, monkeypatch, image_folder
+):
+    from rip.runner import run_experiment
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RIP_SPOOL", str(tmp_path / "spool"))
+    calls = []
+
+    def counted(config, device):
+        inpainter = load_inpainter(config, device)
+        batch = inpainter.inpaint_batch
+        inpainter.inpaint_batch = lambda images, masks, seeds: calls.append(len(seeds)) or batch(images, masks, seeds)
+        return inpainter
+
+    monkeypatch.setattr("rip.tuning.objective.load_inpainter", counted)
+    tracking, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'studies.db'}"
+    fixed = ["--model", "telea", "--size", "64", "--metrics", "ssim", "--percent", "100", "--step", "50",
+             "--images", f"{image_folder}:2@0"]
+    result = CliRunner().invoke(main, ["tune", *fixed, "--batch-size", "4", "--tracking-uri", tracking,
+                                       "--storage", storage, "--study-name", "grid", "--sampler", "grid",
+                                       "--space", "mask=16,32 seed=0,1", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert max(calls) == 4  # two trials of two images in each call
+    trials = optuna.load_study(study_name="grid", storage=storage).trials
+    assert len(trials) == 4 and {t.state.name for t in trials} == {"COMPLETE"}
+    client = MlflowClient(tracking)
+    for trial in trials:  # each value equals its configuration run alone
+        config = dataclasses.replace(RunConfig(model="telea", size=64, metrics=("ssim",), percent=100, step=50,
+                                               images=f"{image_folder}:2@0", experiment="alone"), **trial.params)
+        alone = client.get_run(run_experiment(config, tracking, progress=False))
+        run = client.get_run(trial.user_attrs["rip.mlflow_run_id"])
+        assert run.info.status == "FINISHED" and run.data.metrics["ssim_mean"] == alone.data.metrics["ssim_mean"]
+        assert trial.value == alone.data.metrics["ssim_mean"]

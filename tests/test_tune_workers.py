@@ -8,6 +8,7 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy
 from mlflow import MlflowClient
 
 from tests.conftest import BIN, finish_logged, start_logged
@@ -25,6 +26,18 @@ def start_worker(server, storage, study, tmp_path, *options) -> subprocess.Popen
 
 def finish(worker, timeout=240) -> str:
     return finish_logged(worker, timeout)
+
+
+def storage_ready(storage: str) -> bool:
+    """Whether a worker finished creating Optuna's tables (the schema version is stamped last)."""
+    engine = sqlalchemy.create_engine(storage.replace("postgresql://", "postgresql+psycopg2://"))
+    try:
+        with engine.connect() as connection:
+            if not sqlalchemy.inspect(connection).has_table("alembic_version"):
+                return False
+            return connection.execute(sqlalchemy.text("SELECT count(*) FROM alembic_version")).scalar() > 0
+    finally:
+        engine.dispose()
 
 
 def trials_of(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
@@ -74,6 +87,8 @@ def test_a_killed_workers_trial_is_retried_by_the_other(mlflow_server, image_fol
     deadline = time.time() + 180
     while killed is None and time.time() < deadline and doomed.poll() is None:
         time.sleep(0.2)
+        if not storage_ready(postgres_url):
+            continue  # opening it now would create Optuna's tables alongside the workers
         try:
             trials = trials_of(postgres_url, "kill")
         except KeyError:

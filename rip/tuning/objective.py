@@ -10,15 +10,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rip.config import RunConfig
-from rip.engine import Checkpoint, Event
+from rip.engine import Checkpoint, Event, pipeline_key
 from rip.images import resolve_image_set
 from rip.inpainters import load_inpainter
 from rip.inpainters.base import Inpainter
 from rip.metrics import Metric
-from rip.runner import StopRun, run_experiment
+from rip.runner import StopRun, run_experiment, run_together
 from rip.tuning.space import SearchSpace, uses_diffusion
 from rip.tuning.tracking import RETRY_TAG, WORKER_TAG, SearchTracker
-from rip.workqueue import RETRY_ATTR, WORKER_ATTR, worker_id
+from rip.workqueue import RETRY_ATTR, WORKER_ATTR, StudyLock, heartbeat, next_step, worker_id
 
 RUN_ATTR = "rip.mlflow_run_id"  # user attribute: the MLflow run of a trial (or of the study)
 REUSED_ATTR = "rip.reused_from"  # user attribute: the completed trial whose configuration and value a trial reused
@@ -120,12 +120,38 @@ class Backends:
         )
 
 
+@dataclass(frozen=True)
+class TrialQueue:
+    """Where a worker claims trials besides the one `work` hands out: the study's storage, its
+    lock and its budget (see `rip.workqueue`)."""
+
+    storage: optuna.storages.RDBStorage
+    lock: StudyLock
+    n_trials: int
+
+
+@dataclass
+class _TrialRun:
+    """A trial being computed: its configuration, MLflow run and reporter."""
+
+    trial: optuna.Trial
+    config: RunConfig
+    run_id: str
+    reporter: Reporter
+    beat: object = None  # the heartbeat of a trial this worker claimed itself
+
+
 @dataclass
 class Objective:
     """Optuna's objective: run the trial's configuration under the study run and return its value.
 
     A configuration that a completed trial already ran is not run again: the trial takes over that
     trial's value and run (`REUSED_ATTR` names it) and creates no MLflow run of its own.
+
+    With a `queue` (grid searches: the points do not depend on results), a trial whose images do
+    not fill a batch brings more trials along, asked under the study's lock within the budget;
+    those that share a pipeline call run in one engine (`run_together`), each still its own
+    trial and run.
     """
 
     space: SearchSpace
@@ -138,41 +164,110 @@ class Objective:
     study_name: str
     tracking_uri: str
     progress: bool = True
+    queue: TrialQueue | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = self.space.suggest(trial, self.base)
         done = self._completed_with(config, trial.study)
         if done is not None:
             return self._reuse(trial, done)
+        first = self._open(trial, config)
+        companions = self._claim_companions(first) if self.queue is not None else []
+        if not companions:
+            return self._run_alone(first)
+        return self._run_together([first, *companions])
+
+    def _open(self, trial: optuna.Trial, config: RunConfig) -> _TrialRun:
+        """The trial's MLflow run under the study run, and the reporter of its curve."""
         tags = {WORKER_TAG: worker_id()}
         if RETRY_ATTR in trial.user_attrs:
             tags[RETRY_TAG] = str(trial.user_attrs[RETRY_ATTR])
         run_id = self.tracker.open_trial_run(self.study_run_id, self.study_name, trial.number, tags)
         trial.set_user_attr(RUN_ATTR, run_id)
         trial.set_user_attr(WORKER_ATTR, tags[WORKER_TAG])
-        n_images = len(resolve_image_set(config.images, config.seed))
-        reporter = Reporter(
-            trial, self.target.key, n_images, lambda percent, mean: self.tracker.log_intermediate(run_id, percent, mean)
-        )
+        reporter = Reporter(trial, self.target.key, _image_count(config),
+                            lambda percent, mean: self.tracker.log_intermediate(run_id, percent, mean))
+        return _TrialRun(trial, config, run_id, reporter)
+
+    def _run_alone(self, run: _TrialRun) -> float:
         try:
             run_experiment(
-                config,
+                run.config,
                 self.tracking_uri,
-                inpainter=self.backends.inpainter(config),
+                inpainter=self.backends.inpainter(run.config),
                 metrics=self.metrics,
-                run_id=run_id,
-                observer=reporter,
+                run_id=run.run_id,
+                observer=run.reporter,
                 progress=self.progress,
             )
         except Pruned as pruned:
-            self.tracker.close_trial_run(run_id, "PRUNED")
+            self.tracker.close_trial_run(run.run_id, "PRUNED")
             raise optuna.TrialPruned(str(pruned)) from None
         except BaseException:
-            self.tracker.close_trial_run(run_id, "FAIL")
+            self.tracker.close_trial_run(run.run_id, "FAIL")
             raise
-        value = self.target.value(reporter.curve)
-        self.tracker.close_trial_run(run_id, "COMPLETE", value, self.study_run_id, trial.number)
+        value = self.target.value(run.reporter.curve)
+        self.tracker.close_trial_run(run.run_id, "COMPLETE", value, self.study_run_id, run.trial.number)
         return value
+
+    def _claim_companions(self, first: _TrialRun) -> list[_TrialRun]:
+        """More trials (retries first, then the sampler's next points) until the images fill a
+        batch or the budget is used; a proposal a completed trial already ran reuses its value."""
+        study, queue = first.trial.study, self.queue
+        images, companions = _image_count(first.config), []
+        with queue.lock:
+            while images < first.config.batch_size and next_step(study, queue.n_trials) == "run":
+                trial = study.ask()
+                beat = heartbeat(queue.storage, trial)
+                beat.start()
+                config = self.space.suggest(trial, self.base)
+                done = self._completed_with(config, study)
+                if done is not None:
+                    study.tell(trial, self._reuse(trial, done))
+                    beat.join()
+                    continue
+                run = self._open(trial, config)
+                run.beat = beat
+                companions.append(run)
+                images += _image_count(config)
+        return companions
+
+    def _run_together(self, runs: list[_TrialRun]) -> float:
+        """Compute the trials in one engine per pipeline call; tell the claimed ones their values
+        and return the handed-out one's (the first)."""
+        groups: dict[tuple, list[_TrialRun]] = {}
+        for run in runs:
+            groups.setdefault(pipeline_key(run.config), []).append(run)
+        ended = set()
+        try:
+            for group in groups.values():
+                run_together([run.config for run in group], self.tracking_uri,
+                             inpainter=self.backends.inpainter(group[0].config), metrics=[self.metrics] * len(group),
+                             run_ids=[run.run_id for run in group], observers=[run.reporter for run in group],
+                             progress=self.progress)
+                for run in group:
+                    value = self.target.value(run.reporter.curve)
+                    self.tracker.close_trial_run(run.run_id, "COMPLETE", value, self.study_run_id, run.trial.number)
+                    if run.beat is not None:
+                        self._tell(run, value)
+                    ended.add(run.trial.number)
+        except BaseException:
+            for run in runs:
+                if run.trial.number not in ended:
+                    self.tracker.close_trial_run(run.run_id, "FAIL")
+                    if run.beat is not None:
+                        self._tell(run, None)
+            raise
+        return self.target.value(runs[0].reporter.curve)
+
+    def _tell(self, run: _TrialRun, value: float | None) -> None:
+        """End a claimed trial: COMPLETE with `value`, or FAIL without."""
+        run.beat.join()
+        with self.queue.lock:
+            if value is None:
+                run.trial.study.tell(run.trial, state=TrialState.FAIL)
+            else:
+                run.trial.study.tell(run.trial, value)
 
     def _completed_with(self, config: RunConfig, study: optuna.Study) -> FrozenTrial | None:
         """The completed trial of `study` that ran `config`, if any."""
@@ -189,3 +284,7 @@ class Objective:
         retrying, client = self.tracker.retrying, self.tracker.client
         retrying(client.log_metric, self.study_run_id, "trial_value", done.value, step=trial.number)
         return done.value
+
+
+def _image_count(config: RunConfig) -> int:
+    return len(resolve_image_set(config.images, config.seed))

@@ -21,7 +21,7 @@ from rip.config import RunConfig
 from rip.inpainters import resolve_device
 from rip.metrics import load_metrics
 from rip.tracking import environment_params, resolve_experiment
-from rip.tuning.objective import RUN_ATTR, Backends, Objective, Target
+from rip.tuning.objective import RUN_ATTR, Backends, Objective, Target, TrialQueue
 from rip.tuning.pruning import make_pruner
 from rip.tuning.space import SearchSpace, parse_space
 from rip.tuning.settings import DEFAULT_TRIALS, SearchSettings
@@ -75,8 +75,9 @@ def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | No
             study_run_id = _study_run(study, tracker, space, base, settings, target)
             if next_step(study, n_trials) != "done":
                 tracker.reopen(study_run_id)
+        queue = TrialQueue(storage, lock, n_trials) if grid else None  # a grid's points do not wait for results
         objective = Objective(space, base, target, backends, metrics, tracker, study_run_id,
-                              settings.study_name, tracker.client.tracking_uri, progress)
+                              settings.study_name, tracker.client.tracking_uri, progress, queue)
 
         # 5. Trials until the budget is used and no trial runs anywhere
         work(study, lock, objective, n_trials, poll=settings.heartbeat_interval)
