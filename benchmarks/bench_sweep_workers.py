@@ -3,8 +3,9 @@
 Starts a loopback `mlflow server`, creates a throw-away database on the PostgreSQL server at
 127.0.0.1:5432 (trust authentication, user postgres) for each run, starts N
 `rip sweep demo --storage ...` workers together and reads back from the study, per worker: the
-units it computed, its idle time (its process's wall time not spent in a unit: start-up, waiting,
-claiming, ending configurations) and the gaps between one unit's end and its next claim; plus
+units it computed, its idle time (its process's wall time not spent in a unit: start-up, waiting
+for others' units to end, claiming, ending configurations) and the gaps between one claim's end
+and the next; the time from the first claim to the last unit's end (units/s counts over it); plus
 the time of one heartbeat write. On a 2-core machine the point is the overhead, not the speed-up.
 
     .venv/bin/python benchmarks/bench_sweep_workers.py [--workers 1,2,4] [--chunk-size 1] [--set percent=50]
@@ -80,20 +81,36 @@ def heartbeat_seconds(storage: str, repeats: int = 50) -> float:
 
 
 def measure(trials, walls: dict, heartbeat: int, beat: float) -> dict:
-    """Per-worker units, busy and idle time; gaps between a unit's end and the next claim."""
+    """Per-worker units, busy and idle time; gaps between one claim's end and the next claim.
+
+    A worker computes the units of one claim together (they fill a batch), so its busy time is
+    the union of its units' intervals, not their sum.
+    """
     by_worker, gaps = {}, []
     for trial in trials:
         by_worker.setdefault(trial.user_attrs["rip.worker"].split(":")[1], []).append(trial)
     idle = {}
     for pid, units in by_worker.items():
-        units.sort(key=lambda t: t.datetime_start)
-        busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in units)
+        spans = busy_spans([(t.datetime_start, t.datetime_complete) for t in units])
+        busy = sum((end - start).total_seconds() for start, end in spans)
         idle[pid] = (len(units), walls[pid] - busy)
-        gaps += [(b.datetime_start - a.datetime_complete).total_seconds() for a, b in zip(units, units[1:])]
+        gaps += [(b[0] - a[1]).total_seconds() for a, b in zip(spans, spans[1:])]
     durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials]
     heartbeats = sum(1 + d // heartbeat for d in durations)  # one at the claim, then one per interval
+    span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     return dict(units=len(trials), idle=idle, gap=statistics.mean(gaps) if gaps else float("nan"),
-                heartbeat=heartbeats * beat / len(trials), unit=statistics.mean(durations))
+                heartbeat=heartbeats * beat / len(trials), unit=statistics.mean(durations), span=span)
+
+
+def busy_spans(intervals: list[tuple]) -> list[tuple]:
+    """The union of (start, end) intervals, as disjoint intervals in time order."""
+    spans = []
+    for start, end in sorted(intervals):
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
 
 
 def main() -> None:
@@ -124,13 +141,13 @@ def main() -> None:
         server.stop()
     print(f"demo preset {' '.join(options.overrides)}, --chunk-size {options.chunk_size}, heartbeat every "
           f"{options.heartbeat_interval} s, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
-    print("| workers | units | wall s | units/s | mean unit s | idle s per worker (units) | claim gap ms/unit "
-          "| heartbeat ms/unit |")
-    print("|---:|---:|---:|---:|---:|---|---:|---:|")
+    print("| workers | units | wall s | first claim to last unit s | units/s | mean unit s "
+          "| idle s per worker (units) | claim gap ms | heartbeat ms/unit |")
+    print("|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for n, wall, m, beat in rows:
         idle = ", ".join(f"{seconds:.1f} ({units})" for units, seconds in m["idle"].values())
-        print(f"| {n} | {m['units']} | {wall:.1f} | {m['units'] / wall:.3f} | {m['unit']:.2f} | {idle} "
-              f"| {m['gap'] * 1000:.0f} | {m['heartbeat'] * 1000:.1f} |")
+        print(f"| {n} | {m['units']} | {wall:.1f} | {m['span']:.1f} | {m['units'] / m['span']:.3f} | {m['unit']:.2f} "
+              f"| {idle} | {m['gap'] * 1000:.0f} | {m['heartbeat'] * 1000:.1f} |")
     print(f"one heartbeat write: {rows[0][3] * 1000:.1f} ms")
 
 

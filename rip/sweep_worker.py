@@ -34,8 +34,8 @@ from rip.sweep import SWEEP_ID_TAG, Models, describe
 from rip.sweep_units import (DONE_ATTR, ERROR_ATTR, PARENT_ATTR, SETTLED_ATTR, SWEEP_ID_ATTR, SweepPlan, Unit,
                              latest_trials, register)
 from rip.tracking import CONFIG_TAG, RunRecorder, environment_params, resolve_experiment
-from rip.workqueue import (RETRY_ATTR, WORKER_ATTR, StudyLock, claim, connect, heartbeat, retry, retry_stale, work,
-                           worker_id)
+from rip.workqueue import (RETRY_ATTR, WAIT_POLL, WORKER_ATTR, StudyLock, claim, connect, heartbeat, retry,
+                           retry_stale, work, worker_id)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def work_on_sweep(plan: SweepPlan, storage_url: str, tracking_uri: str | None = 
         tags = {**tags, SWEEP_ID_TAG: study.user_attrs[SWEEP_ID_ATTR], SWEEP_KEY_TAG: plan.study_name}
         worker = SweepWorker(plan, storage, lock, client, tags, max_retries, progress, echo)
         try:
-            work(study, lock, worker, 0, poll=heartbeat_interval, settle=worker.settle, catch=(ImagesFailedError,))
+            work(study, lock, worker, 0, min(heartbeat_interval, WAIT_POLL), settle=worker.settle,
+                 catch=(ImagesFailedError,))
         except BaseException:
             worker.requeue(study)
             raise

@@ -29,6 +29,7 @@ WORKER_ATTR = "rip.worker"  # trial user attribute: host:pid of the worker that 
 RETRY_ATTR = "rip.retry_of"  # trial user attribute of a retry: the number of the trial it repeats
 _EXPECTED = "expected sqlite:///FILE or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
 _CONNECT_ARGS = {"postgresql": {"connect_timeout": 10}}
+WAIT_POLL = 5.0  # seconds at most between looks at the study while other workers' trials run
 
 
 def worker_id() -> str:

@@ -16,7 +16,7 @@ from rip.config import RunConfig
 from tests.conftest import BIN, REPO, MlflowServer, free_port
 
 pytestmark = pytest.mark.slow
-OPTIONS = dict(model="tiny", size=64, mask=16, percent=400, step=50, metrics="ssim,psnr", steps=2, batch_size=2)
+OPTIONS = dict(model="tiny", size=64, mask=16, percent=200, step=50, metrics="ssim,psnr", steps=2, batch_size=2)
 
 
 def command(uri, experiment, folder, **overrides):
@@ -85,7 +85,7 @@ def assert_same_results(resumed, reference):
         assert got["generations"].keys() == expected["generations"].keys()
         for name, image in expected["generations"].items():
             assert np.array_equal(got["generations"][name], image), (image_id, name)
-        assert got["ui_images"] == expected["ui_images"] == 9  # 0, 50, ..., 400
+        assert got["ui_images"] == expected["ui_images"] == 5  # 0, 50, ..., 200
 
 
 @pytest.fixture(scope="module")

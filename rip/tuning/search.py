@@ -27,7 +27,7 @@ from rip.tuning.space import SearchSpace, parse_space
 from rip.tuning.settings import DEFAULT_TRIALS, SearchSettings
 from rip.tuning.summary import Summary, write_summary
 from rip.tuning.tracking import SearchTracker
-from rip.workqueue import connect, next_step, retry_stale, shown, work
+from rip.workqueue import WAIT_POLL, connect, next_step, retry_stale, shown, work
 
 DEFINITION_ATTR = "rip.definition"  # study user attribute: what the study searches (workers must agree)
 SUMMARISED_ATTR = "rip.summarised"  # study user attribute: finished trials at the last summary
@@ -80,7 +80,7 @@ def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | No
                               settings.study_name, tracker.client.tracking_uri, progress, queue)
 
         # 5. Trials until the budget is used and no trial runs anywhere
-        work(study, lock, objective, n_trials, poll=settings.heartbeat_interval)
+        work(study, lock, objective, n_trials, min(settings.heartbeat_interval, WAIT_POLL))
 
         # 6. Summarise, once per state of the study
         with lock:
