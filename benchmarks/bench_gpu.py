@@ -50,7 +50,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -258,6 +258,17 @@ class Measurements:
             else:
                 self.background.submit(self.log, image_id, iteration, values, image)
 
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        """Logging on a background thread, as the runner records, until every call is done."""
+        with Background(RECORDING_QUEUE) as self.background:
+            try:
+                yield
+                with self.stopwatch.timing("logging"):
+                    self.background.wait()
+            finally:
+                self.background = None
+
     def log(self, image_id: str, iteration: int, values: dict[str, float], image: np.ndarray) -> None:
         """What a run records per checkpoint: the PNG in the spool, then the artifact, then the metrics."""
         png = self.folder / image_id / f"{iteration:04d}.png"
@@ -300,19 +311,14 @@ def engine_loop(inpainter, config: RunConfig, tasks: list[ImageTask], measure: M
     """The engine, a checkpoint every iteration and no metrics of its own: outputs as `naive_loop`'s, failures."""
     originals = {task.image_id: task.original for task in tasks}
     outputs, failures = {}, []
-    with Background(RECORDING_QUEUE) as measure.background:  # as the runner records
-        try:
-            for event in RecursiveInpainting(config, inpainter, [], progress=False).run(tasks):
-                if isinstance(event, ImageFailed):
-                    failures.append(f"{event.image_id}, iteration {event.iteration + 1}: {event.reason}")
-                if isinstance(event, Checkpoint):
-                    if event.iteration:
-                        outputs[event.image_id, event.iteration] = event.image
-                    measure(event.image_id, event.iteration, originals[event.image_id], event.image)
-            with measure.stopwatch.timing("logging"):
-                measure.background.wait()
-        finally:
-            measure.background = None
+    with measure.recording() if isinstance(measure, Measurements) else nullcontext():  # as the runner records
+        for event in RecursiveInpainting(config, inpainter, [], progress=False).run(tasks):
+            if isinstance(event, ImageFailed):
+                failures.append(f"{event.image_id}, iteration {event.iteration + 1}: {event.reason}")
+            if isinstance(event, Checkpoint):
+                if event.iteration:
+                    outputs[event.image_id, event.iteration] = event.image
+                measure(event.image_id, event.iteration, originals[event.image_id], event.image)
     return outputs, failures
 
 
