@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -161,6 +163,16 @@ def test_speedups_keep_outputs(speedup, tiny, batch):
     images, masks, seeds = batch
     inpainter = load_inpainter(RunConfig(model="tiny", steps=2, **{speedup: True}), "cpu")
     for output, reference in zip(inpainter.inpaint(images, masks, seeds), tiny.inpaint(images, masks, seeds)):
+        assert np.abs(output.astype(int) - reference).max() <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs a C++ compiler")
+def test_compile_keeps_outputs_with_a_padded_tail(tiny, batch):
+    images, masks, seeds = batch  # 3 images at a static batch of 2: one full call, one padded
+    compiled = load_inpainter(RunConfig(model="tiny", steps=2, compile=True, batch_size=2), "cpu")
+    assert compiled.static_batch == 2
+    for output, reference in zip(compiled.inpaint(images, masks, seeds), tiny.inpaint(images, masks, seeds)):
         assert np.abs(output.astype(int) - reference).max() <= 1
 
 
