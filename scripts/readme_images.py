@@ -124,9 +124,24 @@ def photograph_runs(browser, address: str, parent_name: str, child_names: list[s
     row.locator("button[data-component-id*='runnamecellrenderer']").first.click()
     for name in child_names:
         page.get_by_text(name).first.wait_for()
+    widen(page, "Run Name", 330)  # whole run names, not "telea · sample:4 · m…"
+    close = page.locator("button[data-component-id='mlflow.assistant.chat_panel.close']")
+    if close.count():  # the UI's chat panel takes a third of the page
+        close.first.click()
     page.wait_for_timeout(1_000)
     page.screenshot(path=str(output))
     page.close()
+
+
+def widen(page, column: str, pixels: int) -> None:
+    """Drag the right edge of the runs table's `column` header `pixels` to the right."""
+    handle = page.locator(".ag-header-cell").filter(has_text=column).first.locator(".ag-header-cell-resize")
+    handle.hover()  # the grid arms its resizer on hover
+    box = handle.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.down()
+    page.mouse.move(x + pixels, y, steps=30)
+    page.mouse.up()
 
 
 def main() -> None:
