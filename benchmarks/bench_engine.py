@@ -146,7 +146,8 @@ def naive_loop(pipeline, config: RunConfig, ids, originals, metrics) -> list[np.
         current = Image.fromarray(original)
         measure_pair(metrics, original, original)
         for iteration in range(config.total_iterations):
-            generator = torch.Generator("cpu").manual_seed(derive_seed(config.seed, image_id, iteration, "noise"))
+            seed = derive_seed(config.seed, image_id, iteration, "noise", config.draw_key)  # the engine's draw
+            generator = torch.Generator("cpu").manual_seed(seed)
             current = pipeline(
                 prompt="", image=current, mask_image=pil_mask(config, image_id, iteration),
                 height=config.size, width=config.size, num_inference_steps=config.steps, generator=generator,
