@@ -235,6 +235,7 @@ def sweep(preset, overrides, tracking_uri, dry_run, storage, chunk_size, status,
     With --storage, the sweep is a queue of units (a configuration, a chunk of its images) that
     every worker started with the same command shares.
     """
+    from rip.cli import _sigterm_interrupts
     from rip.inpainters.base import ModelUnavailableError
     from rip.metrics import MetricUnavailableError
     from rip.resilience import TrackingUnavailableError
@@ -256,10 +257,17 @@ def sweep(preset, overrides, tracking_uri, dry_run, storage, chunk_size, status,
             return _shared_sweep(path.stem, configs, storage, chunk_size or DEFAULT_CHUNK_SIZE, status,
                                  tracking_uri, **queue)
         tags = {SWEEP_TAG: path.stem, SWEEP_ID_TAG: uuid.uuid4().hex[:12]}
-        run_ids = run_sweep(configs, tracking_uri, tags=tags, echo=click.echo)
+        with _sigterm_interrupts():
+            run_ids = run_sweep(configs, tracking_uri, tags=tags, echo=click.echo)
     except (ValueError, RuntimeError, ModelUnavailableError, MetricUnavailableError,
             TrackingUnavailableError) as error:
         raise click.ClickException(str(error)) from error
+    except KeyboardInterrupt as error:
+        stopped = getattr(error, "run_ids", [])
+        click.echo(f"stopped by {error or 'KeyboardInterrupt'}"
+                   + "".join(f"\n  run {run_id} is marked KILLED: continue it with `rip run --resume {run_id}`"
+                             for run_id in stopped), err=True)
+        raise SystemExit(130) from None
     click.echo(f"sweep {tags[SWEEP_ID_TAG]} ({path.stem}): {len(run_ids)} run(s) finished")
 
 

@@ -183,3 +183,32 @@ def test_a_sweep_fills_each_call_from_all_its_configurations_with_the_results_of
             histories(f"sqlite:///{tmp_path / 'together.db'}", shared_id), histories(alone_uri, alone_id))
         assert shared_values == alone_values and len(shared_values) == 2 * 3 * 2  # images x percents x keys
         assert shared_aggregates == alone_aggregates
+
+
+@pytest.mark.slow
+def test_a_stopped_sweep_names_each_killed_run_and_how_to_continue_it(tmp_path, image_folder):
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import BIN
+
+    path = write_preset(tmp_path, "long", experiment="stopped", model="tiny", steps=2, images=f"{image_folder}:2@0",
+                        size=64, mask=16, percent=1600, seed=[0, 1], metrics=["ssim"])
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    env = {**os.environ, "RIP_SPOOL": str(tmp_path / "spool"), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    process = subprocess.Popen([str(BIN / "rip"), "sweep", str(path), "--tracking-uri", uri], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("[1/2]"):
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("stopped").experiment_id],
+                              "tags.`rip.kind` = 'configuration'")
+    assert runs and {run.info.status for run in runs} == {"KILLED"}
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    for run in runs:
+        assert f"run {run.info.run_id} is marked KILLED: continue it with `rip run --resume {run.info.run_id}`" in stderr
