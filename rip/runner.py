@@ -25,7 +25,7 @@ from rip.inpainters.base import Inpainter
 from rip.metrics import Metric, load_metrics
 from rip.resilience import Retrying, TrackingUnavailableError
 from rip.spool import default_spool_root
-from rip.tracking import RunRecorder, environment_params, resolve_experiment
+from rip.tracking import RunRecorder, environment_params, resolve_experiment, run_params
 
 log = logging.getLogger(__name__)
 RECORDING_QUEUE = 64  # events computed but not yet recorded, at most (each holds a generation)
@@ -176,9 +176,7 @@ class _ConfigurationRun:
         self.client = client
         self.retrying = retrying
         self.on_start = on_start
-        params = {**config.as_params(), **inpainter.params(), **environment_params()}
-        params.setdefault("resolved_device", device)
-        self.recorder = RunRecorder(client, config, sources, params,
+        self.recorder = RunRecorder(client, config, sources, run_params(config, inpainter, device),
                                     spool_root=spool_root or default_spool_root(), retrying=retrying)
         self.tasks: list[ImageTask] = []
         self.left = 0  # images still to end

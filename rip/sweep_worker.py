@@ -33,7 +33,7 @@ from rip.spool import default_spool_root
 from rip.sweep import SWEEP_ID_TAG, Models, describe
 from rip.sweep_units import (DONE_ATTR, ERROR_ATTR, PARENT_ATTR, SETTLED_ATTR, SWEEP_ID_ATTR, SweepPlan, Unit,
                              latest_trials, register)
-from rip.tracking import CONFIG_TAG, RunRecorder, environment_params, resolve_experiment
+from rip.tracking import CONFIG_TAG, RunRecorder, environment_params, resolve_experiment, run_params
 from rip.workqueue import (RETRY_ATTR, WAIT_POLL, WORKER_ATTR, StudyLock, claim, connect, heartbeat, retry,
                            retry_stale, work, worker_id)
 
@@ -221,8 +221,7 @@ class SweepWorker:
                   + (f", batched with unit(s) {', '.join(map(str, companions))}" if companions else ""))
         originals = load_images(chunk, config.size, config.pad_color, config.resample)
         device, inpainter, metrics = self.models.get(config)
-        params = {**config.as_params(), **inpainter.params(), **self.environment}
-        params.setdefault("resolved_device", device)
+        params = run_params(config, inpainter, device, self.environment)
         recorder = RunRecorder(self.client, config, sources, params, spool_root=default_spool_root(),
                                retrying=self.retrying)
 

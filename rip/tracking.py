@@ -28,6 +28,7 @@ from PIL import Image
 from rip.config import RunConfig
 from rip.engine import Checkpoint, Event, ImageFailed, ImageFinished, ImageStarted
 from rip.images import SourceImage
+from rip.inpainters.base import Inpainter
 from rip.masks import mask_schedule
 from rip.resilience import Retrying
 from rip.spool import Spool
@@ -64,6 +65,15 @@ def environment_params() -> dict[str, str]:
     params = {f"version_{name}": _version(name) for name in PACKAGES}
     params["version_rip"] = _version("rip")
     params["code_commit"] = code_commit()
+    return params
+
+
+def run_params(config: RunConfig, inpainter: Inpainter, device: str,
+               environment: dict[str, str] | None = None) -> dict[str, str]:
+    """A configuration run's parameters: the configuration, the inpainter's resolved settings, the
+    device it ran on and `environment` (default: `environment_params()`)."""
+    params = {**config.as_params(), **inpainter.params(), **(environment or environment_params())}
+    params.setdefault("resolved_device", device)
     return params
 
 
