@@ -40,7 +40,7 @@ def write_summary(study: optuna.Study, base: RunConfig, folder: Path) -> Summary
         metrics["best_value"] = trial.value
         tags = {"rip.best_trial": str(trial.number), "rip.best_run": str(best["run_id"])}
         tags.update({f"rip.best.{name}": str(value) for name, value in trial.params.items()})
-    if len(complete) >= 2:
+    if _importances_defined(complete):
         importances = optuna.importance.get_param_importances(study)
     (folder / "best.json").write_text(json.dumps(best, indent=2) + "\n")
     (folder / "importances.json").write_text(json.dumps(importances, indent=2) + "\n")
@@ -52,7 +52,7 @@ def write_summary(study: optuna.Study, base: RunConfig, folder: Path) -> Summary
 def _plots(study: optuna.Study, folder: Path) -> None:
     """Optimisation history, importances, slices and (over a numeric parameter) contours as PNG files.
 
-    Every plot names the objective and its direction. Importances need two completed trials,
+    Every plot names the objective and its direction. Importances need two different values,
     slices a parameter that took two values; the contour plot is left out when the searched
     parameters are fewer than two or all categorical (it would only colour a grid of labels).
     """
@@ -67,7 +67,7 @@ def _plots(study: optuna.Study, folder: Path) -> None:
     varied = sorted({name for trial in complete for name in trial.params
                      if len({repr(other.params.get(name)) for other in complete}) > 1})
     drawers = {"history": plots.plot_optimization_history}
-    if len(complete) >= 2:
+    if _importances_defined(complete):
         drawers["importances"] = plots.plot_param_importances
     if varied:  # a parameter with one value so far has no slice to show
         drawers["slice"] = functools.partial(plots.plot_slice, params=varied)
@@ -94,6 +94,11 @@ def objective_label(study: optuna.Study) -> str:
     what = {"final": f"mean {metric} at the last percent",
             "auc": f"mean {metric} averaged over the percent range (AUC)"}.get(definition.get("objective"), metric)
     return f"{what} ({study.direction.name.lower().replace('ize', 'ised')})"
+
+
+def _importances_defined(complete: list) -> bool:
+    """Whether Optuna's PED-ANOVA can tell the best trials from the rest: two values at least."""
+    return len({trial.value for trial in complete}) >= 2
 
 
 def _contour_informative(study: optuna.Study) -> bool:
