@@ -212,3 +212,27 @@ def test_a_stopped_sweep_names_each_killed_run_and_how_to_continue_it(tmp_path, 
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
     for run in runs:
         assert f"run {run.info.run_id} is marked KILLED: continue it with `rip run --resume {run.info.run_id}`" in stderr
+
+
+def test_status_counts_workers_not_their_claimed_units(tmp_path):
+    import optuna
+
+    from rip.sweep import describe
+    from rip.sweep_units import SweepPlan, register, status_lines
+    from rip.workqueue import WORKER_ATTR, claim
+
+    configs = tuple(RunConfig(model="telea", size=64, mask=mask) for mask in (16, 32))
+    plan = SweepPlan("status", configs, (2, 2), chunk_size=1)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'queue.db'}")
+    study = optuna.create_study(storage=storage, study_name=plan.study_name, direction="maximize")
+    register(study, plan)
+    claimed = [claim(study, storage, trial) for trial in study.get_trials()[:3]]  # one worker's batch of three
+    for trial in claimed:
+        trial.set_user_attr(WORKER_ATTR, "node:1")
+    claimed[0].set_user_attr("rip.images_done", 1)
+    study.tell(claimed[0], 1.0)
+    lines = status_lines(study, plan, describe)
+    assert lines[0].endswith("1/2 units done, 1 running, 0 failed, 0 waiting; 1/2 images")
+    assert lines[-1].startswith(f"sweep {plan.study_name}: 1/4 units, 1/4 images finished, 1 worker(s) running; ")
+    assert "images/min so far: about" in lines[-1]
+    assert sum("running on node:1" in line for line in lines) == 2
