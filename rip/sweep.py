@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 import yaml
+from tqdm.auto import tqdm
 
 from rip.config import RunConfig, parse_metrics
 from rip.inpainters import inpainter_key
@@ -258,7 +259,7 @@ def sweep(preset, overrides, tracking_uri, dry_run, storage, chunk_size, status,
                                  tracking_uri, **queue)
         tags = {SWEEP_TAG: path.stem, SWEEP_ID_TAG: uuid.uuid4().hex[:12]}
         with _sigterm_interrupts():
-            run_ids = run_sweep(configs, tracking_uri, tags=tags, echo=click.echo)
+            run_ids = run_sweep(configs, tracking_uri, tags=tags, echo=tqdm.write)  # above the progress bar
     except (ValueError, RuntimeError, ModelUnavailableError, MetricUnavailableError,
             TrackingUnavailableError) as error:
         raise click.ClickException(str(error)) from error
