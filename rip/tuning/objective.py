@@ -266,8 +266,13 @@ class Objective:
         with self.queue.lock:
             if value is None:
                 run.trial.study.tell(run.trial, state=TrialState.FAIL)
-            else:
-                run.trial.study.tell(run.trial, value)
+                return
+            study = run.trial.study
+            study.tell(run.trial, value)
+            best = study.best_trial  # `optimize` says this of its own trials; `tell` does not
+            optuna.logging.get_logger("optuna.study.study").info(
+                f"Trial {run.trial.number} finished with value: {value} and parameters: {run.trial.params}. "
+                f"Best is trial {best.number} with value: {best.value}.")
 
     def _completed_with(self, config: RunConfig, study: optuna.Study) -> FrozenTrial | None:
         """The completed trial of `study` that ran `config`, if any."""
