@@ -87,14 +87,14 @@ def run_experiment(
     """
     client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
     retrying = Retrying(outage_limit)
+    environment = environment_params()
 
     # 1. Check inputs (and, to resume, the run's own configuration)
     previous = None
     if resume_run:
         stored, previous = retrying(resume.stored_config, client, resume_run)
         config.validate()
-        params = environment_params()
-        resume.check_compatible(previous, config, stored, params, set(given or ()))
+        resume.check_compatible(previous, config, stored, environment, set(given or ()))
         config = resume.with_free_fields(stored, config, set(given or ()))
     config.validate()
     sources = resolve_image_set(config.images, config.seed)
@@ -109,8 +109,8 @@ def run_experiment(
     inpainter = inpainter or load_inpainter(config, device)
 
     # 4. Start or reopen the run, recurse and record
-    run = _ConfigurationRun(config, metrics, sources, originals, inpainter, device, client, retrying,
-                            spool_root, on_start)
+    run = _ConfigurationRun(config, metrics, sources, originals, inpainter, device, environment, client,
+                            retrying, spool_root, on_start)
     if previous:
         run.reopen(previous)
     else:
@@ -145,13 +145,14 @@ def run_together(
     client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
     retrying = Retrying()
     run_ids = list(run_ids or [None] * len(configs))
+    environment = environment_params()  # once: it asks git
     runs = []
     for config, measures in zip(configs, metrics, strict=True):
         config.validate()
         sources = resolve_image_set(config.images, config.seed)
         originals = load_images(sources, config.size, config.pad_color, config.resample)
-        runs.append(_ConfigurationRun(config, measures, sources, originals, inpainter,
-                                      resolve_device(config.device), client, retrying, spool_root, on_start))
+        runs.append(_ConfigurationRun(config, measures, sources, originals, inpainter, resolve_device(config.device),
+                                      environment, client, retrying, spool_root, on_start))
     for run, run_id in zip(runs, run_ids, strict=True):
         run.plan_new(retrying(_experiment_for, client, run.config, run_id), run_id, tags)
 
@@ -166,8 +167,9 @@ class _ConfigurationRun:
     """One configuration in an engine: its images, its recorder and its parent run's life."""
 
     def __init__(self, config: RunConfig, metrics: Sequence[Metric], sources: list[SourceImage],
-                 originals: list[np.ndarray], inpainter: Inpainter, device: str, client: MlflowClient,
-                 retrying: Retrying, spool_root: Path | None, on_start: Callable[[Started], None] | None):
+                 originals: list[np.ndarray], inpainter: Inpainter, device: str, environment: dict[str, str],
+                 client: MlflowClient, retrying: Retrying, spool_root: Path | None,
+                 on_start: Callable[[Started], None] | None):
         self.config = config
         self.metrics = tuple(metrics)
         self.sources = sources
@@ -176,7 +178,7 @@ class _ConfigurationRun:
         self.client = client
         self.retrying = retrying
         self.on_start = on_start
-        self.recorder = RunRecorder(client, config, sources, run_params(config, inpainter, device),
+        self.recorder = RunRecorder(client, config, sources, run_params(config, inpainter, device, environment),
                                     spool_root=spool_root or default_spool_root(), retrying=retrying)
         self.tasks: list[ImageTask] = []
         self.left = 0  # images still to end

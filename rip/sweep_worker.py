@@ -148,8 +148,7 @@ class SweepWorker:
         self.claimed = set()
         if trial.number in failures:
             raise ImagesFailedError(failures[trial.number])
-        unit = Unit.of(trial)
-        return float(unit.stop - unit.start)
+        return float(len(Unit.of(trial)))
 
     def _claim_companions(self, trial: optuna.Trial) -> list[optuna.Trial]:
         """Waiting units of the same pipeline call, oldest first, until the claimed images fill a batch."""

@@ -68,11 +68,10 @@ def environment_params() -> dict[str, str]:
     return params
 
 
-def run_params(config: RunConfig, inpainter: Inpainter, device: str,
-               environment: dict[str, str] | None = None) -> dict[str, str]:
+def run_params(config: RunConfig, inpainter: Inpainter, device: str, environment: dict[str, str]) -> dict[str, str]:
     """A configuration run's parameters: the configuration, the inpainter's resolved settings, the
-    device it ran on and `environment` (default: `environment_params()`)."""
-    params = {**config.as_params(), **inpainter.params(), **(environment or environment_params())}
+    device it ran on and `environment` (`environment_params()`, computed once per process or sweep)."""
+    params = {**config.as_params(), **inpainter.params(), **environment}
     params.setdefault("resolved_device", device)
     return params
 
