@@ -28,6 +28,19 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
+def call_options(config) -> dict:
+    """`DiffusionInpainter`'s run-time settings from a configuration."""
+    return dict(
+        num_inference_steps=config.steps,
+        guidance_scale=config.guidance,
+        strength=config.strength,
+        prompt=config.prompt,
+        paste_back=config.paste_back,
+        skip_unconditional_guidance=config.skip_guidance,
+        static_batch=config.batch_size if config.compile else None,
+    )
+
+
 def load_inpainter(config, device: str):
     """The backend `config.model` names, ready to run on `device`."""
     if config.model in ("telea", "ns"):
@@ -41,15 +54,7 @@ def load_inpainter(config, device: str):
 
     from rip.inpainters.diffusion import DiffusionInpainter, replace_scheduler, resolve_dtype, speed_up
 
-    options = dict(
-        num_inference_steps=config.steps,
-        guidance_scale=config.guidance,
-        strength=config.strength,
-        prompt=config.prompt,
-        paste_back=config.paste_back,
-        skip_unconditional_guidance=config.skip_guidance,
-        static_batch=config.batch_size if config.compile else None,
-    )
+    options = call_options(config)
     if config.model == "tiny":
         import torch
 

@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rip.config import RunConfig
 from rip.engine import Checkpoint, Event, pipeline_key
 from rip.images import resolve_image_set
-from rip.inpainters import load_inpainter
+from rip.inpainters import call_options, load_inpainter
 from rip.inpainters.base import Inpainter
 from rip.metrics import Metric
 from rip.runner import StopRun, run_experiment, run_together
@@ -111,12 +111,7 @@ class Backends:
             name=loaded.name,
             revision=loaded.revision,
             tags=loaded.tags(),
-            num_inference_steps=config.steps,
-            guidance_scale=config.guidance,
-            strength=config.strength,
-            prompt=config.prompt,
-            paste_back=config.paste_back,
-            skip_unconditional_guidance=config.skip_guidance,
+            **call_options(config),
         )
 
 
