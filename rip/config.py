@@ -127,6 +127,11 @@ class RunConfig:
             raise ValueError(f"guidance must be non-negative, got {self.guidance!r}")
         if self.strength is not None and not 0 < self.strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {self.strength!r}")
+        if self.steps is not None and self.strength is not None and int(self.steps * self.strength) < 1:
+            raise ValueError(
+                f"steps {self.steps} at strength {self.strength:g} leave no denoising step "
+                "(an inpainting pipeline runs int(steps × strength) of them)"
+            )
         if self.size % self.mask:
             raise ValueError(f"mask {self.mask} does not divide size {self.size}")
         if self.size % 8:

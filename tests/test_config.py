@@ -54,6 +54,7 @@ def test_params_hold_every_field():
         (dict(steps=0), "steps must be a positive integer, got 0"),
         (dict(strength=1.5), "strength must be in (0, 1], got 1.5"),
         (dict(guidance=-1.0), "guidance must be non-negative, got -1.0"),
+        (dict(steps=2, strength=0.3), "steps 2 at strength 0.3 leave no denoising step"),
     ],
 )
 def test_bad_values_are_named(changes, fragment):

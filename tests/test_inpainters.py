@@ -107,6 +107,31 @@ def test_scheduler_is_replaced(tmp_path):
     assert output.shape == (SIZE, SIZE, 3)
 
 
+@pytest.mark.parametrize(
+    "scheduler, steps, strength, fragment",
+    [
+        ("pndm", 3, None, "steps 3: PNDMScheduler without skip_prk_steps needs at least 4 steps"),
+        ("ddim", 3, 0.3, "steps 3 at strength 0.3 leave no denoising step"),
+        ("ddim", None, 0.01, "steps 50 at strength 0.01 leave no denoising step"),  # the pipeline's default steps
+    ],
+)
+def test_schedules_a_pipeline_cannot_run_are_refused_when_loading(scheduler, steps, strength, fragment):
+    config = RunConfig(model="tiny", size=SIZE, mask=16, scheduler=scheduler, steps=steps, strength=strength)
+    with pytest.raises(ValueError) as error:
+        load_inpainter(config, "cpu")
+    assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "pndm", "euler", "euler-ancestral", "dpm-solver", "lms"])
+def test_the_fewest_steps_a_scheduler_accepts_run(scheduler):
+    steps = 4 if scheduler == "pndm" else 1
+    inpainter = load_inpainter(RunConfig(model="tiny", size=SIZE, mask=16, scheduler=scheduler, steps=steps), "cpu")
+    image, mask = random_image(SIZE), square_mask(16, 16)
+    output = inpainter.inpaint([image], [mask], [1])[0]
+    assert output.shape == (SIZE, SIZE, 3) and output.dtype == np.uint8
+    assert np.array_equal(output, inpainter.inpaint([image], [mask], [1])[0])
+
+
 def test_unavailable_model_is_named():
     with pytest.raises(ModelUnavailableError, match="no-such-org/no-such-model"):
         DiffusionInpainter.from_pretrained("no-such-org/no-such-model", device="cpu")

@@ -132,6 +132,7 @@ def test_rip_run_classical_is_deterministic(mlflow_server, image_folder):
         (dict(images="/no/such/folder"), "/no/such/folder"),
         (dict(percent=0), "percent must be a positive integer, got 0"),
         (dict(steps="many"), "'many' is not a valid int"),
+        (dict(model="tiny", scheduler="pndm", steps=2), "steps 2: PNDMScheduler without skip_prk_steps needs at least 4"),
     ],
 )
 def test_bad_input_fails_before_any_run(mlflow_server, image_folder, options, fragment):

@@ -171,6 +171,21 @@ def test_bad_input_fails_before_any_study_or_run(tmp_path, monkeypatch, options,
     assert list(tmp_path.iterdir()) == []  # no study storage, no tracking store, no summary
 
 
+def test_a_schedule_the_loaded_model_cannot_run_fails_before_any_study_or_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tracking, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'studies.db'}"
+    arguments = [*BASE_ARGS, "--model", "tiny", "--tracking-uri", tracking, "--storage", storage,
+                 "--study-name", "few-steps", "--space", "scheduler=ddim,pndm steps=2:10"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 1, result.output
+    assert "search space steps=2:10 scheduler=ddim,pndm: steps 2: PNDMScheduler" in result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert optuna.get_all_study_names(storage) == []
+    client = MlflowClient(tracking)
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    assert client.search_runs(["0"]) == []
+
+
 @pytest.mark.slow
 def test_a_proposed_configuration_of_a_completed_trial_is_not_run_again(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

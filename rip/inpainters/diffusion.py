@@ -1,5 +1,6 @@
 """Diffusers inpainting pipelines: any model id or folder, loaded with `from_pretrained`."""
 
+import copy
 import inspect
 import socket
 import warnings
@@ -76,6 +77,7 @@ class DiffusionInpainter(Inpainter):
         self.num_inference_steps = num_inference_steps or defaults["num_inference_steps"]
         self.guidance_scale = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
         self.strength = defaults["strength"] if strength is None else strength
+        check_schedule(pipeline.scheduler, self.num_inference_steps, self.strength)
         self.prompt = prompt
         self.paste_back = paste_back
         self.guidance_skipped = skip_unconditional_guidance and not prompt and self.guidance_scale > 1
@@ -280,6 +282,25 @@ def _failure(unsafe: bool, non_finite: int) -> InpaintingFailure | None:
 def replace_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
     """Swap in scheduler `name` (see SCHEDULER_CLASSES), configured like the pipeline's own."""
     pipeline.scheduler = SCHEDULER_CLASSES[name].from_config(pipeline.scheduler.config)
+
+
+def check_schedule(scheduler, steps: int, strength: float) -> None:
+    """Raise ValueError naming the values when `scheduler` cannot denoise `steps` steps at `strength`."""
+    name = type(scheduler).__name__
+    if int(steps * strength) < 1:
+        raise ValueError(
+            f"steps {steps} at strength {strength:g} leave no denoising step "
+            "(an inpainting pipeline runs int(steps × strength) of them)"
+        )
+    if isinstance(scheduler, PNDMScheduler) and not scheduler.config.skip_prk_steps and steps < scheduler.pndm_order:
+        raise ValueError(
+            f"steps {steps}: {name} without skip_prk_steps needs at least {scheduler.pndm_order} steps "
+            "(its Runge-Kutta warm-up); use more steps or another scheduler"
+        )
+    try:
+        copy.deepcopy(scheduler).set_timesteps(steps)
+    except (ValueError, IndexError, RuntimeError) as error:
+        raise ValueError(f"steps {steps}: {name} cannot make a schedule of {steps} steps ({error})") from error
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:

@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,18 @@ class Backends:
             model: load_inpainter(dataclasses.replace(base, model=model, scheduler=None), device)
             for model in models
         }
+
+    def check(self, space: SearchSpace, base: RunConfig) -> None:
+        """Raise ValueError when a loaded model cannot run a combination of the searched schedulers,
+        steps and strengths (the ends of ranges), before any trial starts."""
+        names = ("model", "scheduler", "steps", "strength")
+        for values in itertools.product(*(space.values(name, base) for name in names)):
+            config = dataclasses.replace(base, **dict(zip(names, values)))
+            if uses_diffusion(config.model):
+                try:
+                    self.inpainter(config)
+                except ValueError as error:
+                    raise ValueError(f"search space {space}: {error}") from error
 
     def inpainter(self, config: RunConfig) -> Inpainter:
         loaded = self.loaded[config.model]

@@ -62,6 +62,7 @@ def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | No
         metrics = load_metrics(base.metrics, device)
         target = Target(metric, settings.objective, next(m for m in metrics if m.name == metric).higher_is_better)
         backends = Backends(space.values("model", base), base, device)
+        backends.check(space, base)
 
         # 4. Join the study; the first worker creates it and its MLflow run
         with lock:

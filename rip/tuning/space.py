@@ -140,9 +140,9 @@ class SearchSpace:
             raise ValueError(f"the search space is empty: nothing varies in {self or 'it'}")
 
     def values(self, name: str, base: RunConfig) -> tuple:
-        """The values `name` takes: its choices when searched, else the base's."""
+        """The values of `name` to check: its candidates when searched (a range's ends), else the base's."""
         dimension = next((d for d in self.dimensions if d.name == name), None)
-        return dimension.choices if dimension else (getattr(base, name),)
+        return dimension.candidates if dimension else (getattr(base, name),)
 
     def _conditional(self, name: str, base: RunConfig) -> bool:
         """True when `name` applies to some combinations of the other values but not all."""
