@@ -2,6 +2,7 @@
 
 import copy
 import inspect
+import logging
 import socket
 import warnings
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from diffusers import (
     PNDMScheduler,
     StableDiffusionInpaintPipeline,
 )
+from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from rip.inpainters.base import Inpainted, Inpainter, InpaintingFailure, ModelUnavailableError, to_arrays, to_batch
@@ -37,13 +39,26 @@ SCHEDULER_CLASSES = {
 }
 
 
+class _NoFp32ModulesNotice(logging.Filter):
+    """Drops diffusers' notice on casting a model that has no modules to keep in float32 (it is
+    printed whatever the list holds, and SDXL pipelines cast their VAE on every call)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+diffusers_logging.get_logger("diffusers.models.modeling_utils").addFilter(_NoFp32ModulesNotice())
+
+
 class DiffusionInpainter(Inpainter):
     """Runs a diffusers inpainting pipeline on a batch, one mask and one generator per image.
 
     Arguments left as None take the pipeline's own defaults. With an empty prompt and no
-    negative prompt, both halves of classifier-free guidance see the same embedding, so
-    guidance is skipped (guidance_scale 1.0): same result, half the UNet work;
-    `skip_unconditional_guidance=False` runs the pipeline's exact default call instead.
+    negative prompt, both halves of a Stable Diffusion inpainting pipeline's classifier-free
+    guidance see the same embedding, so guidance is skipped (guidance_scale 1.0): same result,
+    half the UNet work; `skip_unconditional_guidance=False` runs the pipeline's exact default call
+    instead. Other pipelines keep their guidance: SDXL zeroes the unconditional embedding of an
+    empty prompt, so skipping it would change the result.
     An output with NaN or infinite values, or one the pipeline's safety checker flags, becomes
     an `InpaintingFailure`, never pixels.
 
@@ -80,7 +95,10 @@ class DiffusionInpainter(Inpainter):
         check_schedule(pipeline.scheduler, self.num_inference_steps, self.strength)
         self.prompt = prompt
         self.paste_back = paste_back
-        self.guidance_skipped = skip_unconditional_guidance and not prompt and self.guidance_scale > 1
+        self.guidance_skipped = (
+            skip_unconditional_guidance and not prompt and self.guidance_scale > 1
+            and isinstance(pipeline, StableDiffusionInpaintPipeline)
+        )
         self.static_batch = static_batch
         self.revision = revision
         self._tags = tags or {}
