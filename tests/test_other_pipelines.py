@@ -99,6 +99,17 @@ def test_sdxl_keeps_its_guidance_and_equals_its_own_default_call(sdxl_folder):
     assert [record.getMessage() for record in logged.records] == []  # no notice on the VAE's upcast
 
 
+def test_sdxl_outputs_do_not_depend_on_the_batch(sdxl_folder):
+    inpainter = load_inpainter(RunConfig(model=str(sdxl_folder), size=SIZE, mask=32, steps=2), "cpu")
+    images = [random_image(SIZE, seed) for seed in (1, 2)]
+    masks = [np.zeros((SIZE, SIZE), dtype=bool) for _ in images]
+    masks[0][:32, :32] = masks[1][32:, 32:] = True
+    together = inpainter.inpaint(images, masks, [7, 8])
+    alone = [inpainter.inpaint([image], [mask], [seed])[0] for image, mask, seed in zip(images, masks, [7, 8])]
+    assert all(np.abs(a.astype(np.int16) - b).max() <= 1 for a, b in zip(together, alone))
+    assert np.abs(together[0].astype(np.int16) - together[1]).max() > 10
+
+
 def test_an_sdxl_model_folder_runs_end_to_end(sdxl_folder, mlflow_server, image_folder):
     config = RunConfig(model=str(sdxl_folder), images=str(image_folder), size=SIZE, mask=32, percent=50, step=25,
                        steps=2, metrics=("ssim",), experiment="other-pipelines")
