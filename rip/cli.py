@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import sys
 
@@ -43,7 +44,17 @@ class _Commands(click.Group):
         try:
             return super().invoke(ctx)
         except MlflowException as error:
-            raise click.ClickException(f"MLflow tracking server: {error.message}") from error
+            raise click.ClickException(_tracking_error(error.message)) from error
+
+
+def _tracking_error(message: str) -> str:
+    """A tracking-server error in one line; an unreachable server named with the reason."""
+    request = re.search(r"API request to (\w+://[^/\s]+)\S* failed with exception", message)
+    reason = re.findall(r"\[Errno -?\d+\] ([^'\")]+)", message)
+    if request and reason:
+        return (f"cannot reach the MLflow tracking server at {request.group(1)}: {reason[-1].strip()} "
+                "(is it running? MLFLOW_TRACKING_URI or --tracking-uri chooses the server)")
+    return f"MLflow tracking server: {message}"
 
 
 @click.group(cls=_Commands)

@@ -190,14 +190,16 @@ def test_failure_mid_run_marks_failed_and_keeps_logged_values(mlflow_server, ima
     assert sorted(int(path.split("+step+")[1].split("+")[0]) for path in grids) == [0, 50]  # reached by every image
 
 
-def test_unreachable_server_is_named(image_folder):
+@pytest.mark.parametrize("command", [["run"], ["tune", "--storage", "sqlite:///studies.db"]])
+def test_unreachable_server_is_named_before_anything_exists(command, image_folder, tmp_path):
     port = free_port()  # nothing listens there
     result = subprocess.run(
-        [str(BIN / "rip"), "run", "--tracking-uri", f"http://127.0.0.1:{port}", "--model", "telea",
+        [str(BIN / "rip"), *command, "--tracking-uri", f"http://127.0.0.1:{port}", "--model", "telea",
          "--images", str(image_folder), "--size", "64", "--mask", "32", "--metrics", "ssim"],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
     )
     assert result.returncode == 1
-    assert "MLflow tracking server" in result.stderr and f"http://127.0.0.1:{port}" in result.stderr
-    assert "Connection refused" in result.stderr
+    assert f"Error: cannot reach the MLflow tracking server at http://127.0.0.1:{port}: Connection refused" \
+        in result.stderr
     assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no study storage, no local store

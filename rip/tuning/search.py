@@ -52,6 +52,7 @@ def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | No
 
     # 2. Reach the storage (and check that this worker searches what the study searches)
     tracker = SearchTracker(MlflowClient(tracking_uri or mlflow.get_tracking_uri()))
+    tracker.client.search_experiments(max_results=1)  # an unreachable server stops us before the study exists
     storage, lock = connect(settings.storage, settings.study_name, settings.heartbeat_interval,
                             settings.grace_period, retry_stale(settings.max_retries, _on_lost(tracker)))
     try:
