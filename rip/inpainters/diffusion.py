@@ -1,6 +1,5 @@
 """Diffusers inpainting pipelines: any model id or folder, loaded with `from_pretrained`."""
 
-import copy
 import inspect
 import logging
 import socket
@@ -315,10 +314,6 @@ def check_schedule(scheduler, steps: int, strength: float) -> None:
             f"steps {steps}: {name} without skip_prk_steps needs at least {scheduler.pndm_order} steps "
             "(its Runge-Kutta warm-up); use more steps or another scheduler"
         )
-    try:
-        copy.deepcopy(scheduler).set_timesteps(steps)
-    except (ValueError, IndexError, RuntimeError) as error:
-        raise ValueError(f"steps {steps}: {name} cannot make a schedule of {steps} steps ({error})") from error
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
