@@ -4,13 +4,21 @@ saved, and loaded as a user's model folder is."""
 import logging
 
 import numpy as np
+import optuna
 import pytest
 import torch
-from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
+from click.testing import CliRunner
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    StableDiffusionXLInpaintPipeline,
+    UNet2DConditionModel,
+)
 from mlflow import MlflowClient
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from rip.cli import main
 from rip.config import RunConfig
 from rip.inpainters import load_inpainter
 from rip.inpainters.tiny import tiny_tokenizer
@@ -124,3 +132,20 @@ def test_an_sdxl_model_folder_runs_end_to_end(sdxl_folder, mlflow_server, image_
         history = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "ssim")}
         assert sorted(history) == [0, 25, 50]
         assert history[0] == pytest.approx(1.0) and history[50] < 1.0
+
+
+def test_a_search_varies_sdxl_guidance_with_the_empty_prompt(sdxl_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    result = CliRunner().invoke(main, [
+        "tune", "--model", str(sdxl_folder), "--size", str(SIZE), "--mask", "32", "--percent", "50", "--step", "25",
+        "--steps", "2", "--metrics", "ssim", "--images", "sample:1", "--space", "guidance=1:12",
+        "--sampler", "random", "--sampler-seed", "0", "--n-trials", "2", "--pruner", "none",
+        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--storage", storage, "--study-name", "sdxl",
+        "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    trials = optuna.load_study(study_name="sdxl", storage=storage).trials
+    assert [trial.state.name for trial in trials] == ["COMPLETE", "COMPLETE"]
+    guidance = [trial.params["guidance"] for trial in trials]
+    assert len(set(guidance)) == 2 and all(1 <= value <= 12 for value in guidance)
+    assert trials[0].value != trials[1].value  # guidance changed the images

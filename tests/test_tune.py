@@ -80,6 +80,10 @@ def test_parameters_apply_only_where_they_matter():
     assert (config.prompt, config.guidance) == ("a painting", 4.0)
     with pytest.raises(ValueError, match="a grid cannot hold prompt"):
         space.grid(base)
+    # a model whose images guidance changes with an empty prompt (SDXL) is asked guidance all the same
+    config = space.suggest(FixedTrial({"model": "tiny", "prompt": "", "guidance": 3.0, "steps": 3}), base,
+                           guided_without_prompt=lambda model: model == "tiny")
+    assert (config.prompt, config.guidance) == ("", 3.0)
 
 
 def test_grid_needs_lists():
@@ -151,7 +155,6 @@ BASE_ARGS = ["tune", "--model", "telea", "--size", "64", "--mask", "32", "--perc
         (["--space", "steps=2:4"], "steps has no effect on telea"),
         (["--space", "mask=16,32 images=/no/such/folder"], "unknown image set '/no/such/folder'"),
         (["--model", "tiny", "--space", "steps=8:2"], "low 8 is above high 2"),
-        (["--model", "tiny", "--space", "guidance=1:5"], "guidance has no effect with an empty prompt"),
         (["--model", "tiny", "--space", "prompt"], "give --prompt"),
         (["--sampler", "grid", "--model", "tiny", "--space", "mask=16,32 steps=2:4"], "grid sampler needs lists"),
         (["--sampler", "grid", "--space", "mask=16,32", "--n-trials", "3"], "the grid has 2 points"),
@@ -171,14 +174,21 @@ def test_bad_input_fails_before_any_study_or_run(tmp_path, monkeypatch, options,
     assert list(tmp_path.iterdir()) == []  # no study storage, no tracking store, no summary
 
 
-def test_a_schedule_the_loaded_model_cannot_run_fails_before_any_study_or_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "space, fragment",
+    [
+        ("scheduler=ddim,pndm steps=2:10", "search space steps=2:10 scheduler=ddim,pndm: steps 2: PNDMScheduler"),
+        ("guidance=1:5", "search space guidance=1.0:5.0: guidance has no effect with an empty prompt on tiny"),
+    ],
+)
+def test_a_space_the_loaded_model_cannot_use_fails_before_any_study_or_run(space, fragment, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tracking, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'studies.db'}"
     arguments = [*BASE_ARGS, "--model", "tiny", "--tracking-uri", tracking, "--storage", storage,
-                 "--study-name", "few-steps", "--space", "scheduler=ddim,pndm steps=2:10"]
+                 "--study-name", "unusable", "--space", space]
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 1, result.output
-    assert "search space steps=2:10 scheduler=ddim,pndm: steps 2: PNDMScheduler" in result.output
+    assert fragment in result.output
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
     assert optuna.get_all_study_names(storage) == []
     client = MlflowClient(tracking)

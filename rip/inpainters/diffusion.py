@@ -96,7 +96,7 @@ class DiffusionInpainter(Inpainter):
         self.paste_back = paste_back
         self.guidance_skipped = (
             skip_unconditional_guidance and not prompt and self.guidance_scale > 1
-            and isinstance(pipeline, StableDiffusionInpaintPipeline)
+            and not guidance_acts_on_empty_prompt(pipeline)
         )
         self.static_batch = static_batch
         self.revision = revision
@@ -299,6 +299,13 @@ def _failure(unsafe: bool, non_finite: int) -> InpaintingFailure | None:
 def replace_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
     """Swap in scheduler `name` (see SCHEDULER_CLASSES), configured like the pipeline's own."""
     pipeline.scheduler = SCHEDULER_CLASSES[name].from_config(pipeline.scheduler.config)
+
+
+def guidance_acts_on_empty_prompt(pipeline: DiffusionPipeline) -> bool:
+    """Whether classifier-free guidance changes `pipeline`'s images when the prompt is empty: not for
+    Stable Diffusion inpainting (both halves see the empty prompt's embedding), yes for others such
+    as SDXL, which zeroes the unconditional embedding."""
+    return not isinstance(pipeline, StableDiffusionInpaintPipeline)
 
 
 def check_schedule(scheduler, steps: int, strength: float) -> None:

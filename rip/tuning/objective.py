@@ -97,9 +97,24 @@ class Backends:
             for model in models
         }
 
+    def guided_without_prompt(self, model: str) -> bool:
+        """Whether guidance changes the images of loaded model `model` when the prompt is empty."""
+        if not uses_diffusion(model):
+            return False
+        from rip.inpainters.diffusion import guidance_acts_on_empty_prompt
+
+        return guidance_acts_on_empty_prompt(self.loaded[model].pipeline)
+
     def check(self, space: SearchSpace, base: RunConfig) -> None:
-        """Raise ValueError when a loaded model cannot run a combination of the searched schedulers,
-        steps and strengths (the ends of ranges), before any trial starts."""
+        """Raise ValueError, before any trial starts, when guidance is searched but changes no trial's
+        images, or when a loaded model cannot run a combination of the searched schedulers, steps and
+        strengths (the ends of ranges)."""
+        models = space.values("model", base)
+        if "guidance" in space.names and not base.prompt and not any(map(self.guided_without_prompt, models)):
+            raise ValueError(
+                f"search space {space}: guidance has no effect with an empty prompt on {', '.join(models)} "
+                "(Stable Diffusion inpainting: guidance is skipped); give --prompt TEXT"
+            )
         names = ("model", "scheduler", "steps", "strength")
         for values in itertools.product(*(space.values(name, base) for name in names)):
             config = dataclasses.replace(base, **dict(zip(names, values)))
@@ -175,7 +190,7 @@ class Objective:
     queue: TrialQueue | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
-        config = self.space.suggest(trial, self.base)
+        config = self.space.suggest(trial, self.base, self.backends.guided_without_prompt)
         done = self._completed_with(config, trial.study)
         if done is not None:
             return self._reuse(trial, done)
@@ -228,7 +243,7 @@ class Objective:
                 trial = study.ask()
                 beat = heartbeat(queue.storage, trial)
                 beat.start()
-                config = self.space.suggest(trial, self.base)
+                config = self.space.suggest(trial, self.base, self.backends.guided_without_prompt)
                 done = self._completed_with(config, study)
                 if done is not None:
                     study.tell(trial, self._reuse(trial, done))

@@ -6,6 +6,7 @@ A space is written as whitespace-separated items, `NAME` (that parameter's defau
 """
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rip.config import RunConfig, is_diffusers_model
@@ -91,11 +92,15 @@ class SearchSpace:
     def names(self) -> list[str]:
         return [dimension.name for dimension in self.dimensions]
 
-    def suggest(self, trial, base: RunConfig) -> RunConfig:
-        """The trial's configuration: `base` with the suggested values of the parameters that apply."""
+    def suggest(self, trial, base: RunConfig, guided_without_prompt: Callable[[str], bool] = lambda model: False
+                ) -> RunConfig:
+        """The trial's configuration: `base` with the suggested values of the parameters that apply.
+
+        `guided_without_prompt(model)`: whether guidance changes that model's images with an empty prompt.
+        """
         values = {}
         for dimension in self.dimensions:
-            if _applies(dimension.name, values, base):
+            if _applies(dimension.name, values, base, guided_without_prompt):
                 values[dimension.name] = dimension.suggest(trial)
         return dataclasses.replace(base, **values)
 
@@ -131,11 +136,6 @@ class SearchSpace:
                     f"search space {dimension}: {dimension.name} has no effect on {', '.join(models)}; "
                     "only diffusion models (tiny or a diffusers model) use it"
                 )
-        if "guidance" in self.names and not base.prompt:
-            raise ValueError(
-                "search space: guidance has no effect with an empty prompt (guidance is skipped); "
-                "give --prompt TEXT"
-            )
         if not any(dimension.varies for dimension in self.dimensions):
             raise ValueError(f"the search space is empty: nothing varies in {self or 'it'}")
 
@@ -148,7 +148,7 @@ class SearchSpace:
         """True when `name` applies to some combinations of the other values but not all."""
         if PARAMETERS[name].diffusion and not all(map(uses_diffusion, self.values("model", base))):
             return True
-        return name == "guidance" and "" in self.values("prompt", base)
+        return name == "guidance" and len(set(self.values("prompt", base))) > 1
 
     def __str__(self) -> str:
         return " ".join(str(dimension) for dimension in self.dimensions)
@@ -244,11 +244,12 @@ def _convert(name: str, text: str, kind: type):
     raise ValueError(f"search space: {text!r} is not a valid {kind.__name__} value for {name}")
 
 
-def _applies(name: str, values: dict, base: RunConfig) -> bool:
+def _applies(name: str, values: dict, base: RunConfig, guided_without_prompt: Callable[[str], bool]) -> bool:
     """Whether `name` matters given the values chosen so far (model, prompt)."""
-    if PARAMETERS[name].diffusion and not uses_diffusion(values.get("model", base.model)):
+    model = values.get("model", base.model)
+    if PARAMETERS[name].diffusion and not uses_diffusion(model):
         return False
-    return name != "guidance" or bool(values.get("prompt", base.prompt))
+    return name != "guidance" or bool(values.get("prompt", base.prompt)) or guided_without_prompt(model)
 
 
 def _format(value) -> str:
