@@ -127,11 +127,8 @@ class RunConfig:
             raise ValueError(f"guidance must be non-negative, got {self.guidance!r}")
         if self.strength is not None and not 0 < self.strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {self.strength!r}")
-        if self.steps is not None and self.strength is not None and int(self.steps * self.strength) < 1:
-            raise ValueError(
-                f"steps {self.steps} at strength {self.strength:g} leave no denoising step "
-                "(an inpainting pipeline runs int(steps × strength) of them)"
-            )
+        if self.steps is not None and self.strength is not None:
+            check_denoising_steps(self.steps, self.strength)
         if self.size % self.mask:
             raise ValueError(f"mask {self.mask} does not divide size {self.size}")
         if self.size % 8:
@@ -177,6 +174,15 @@ class RunConfig:
             if getattr(self, name) and not (is_diffusers_model(self.model) or self.model == "tiny"):
                 raise ValueError(f"{name} speeds up diffusion models; {self.model!r} is not one")
         return self
+
+
+def check_denoising_steps(steps: int, strength: float) -> None:
+    """ValueError when `steps` at `strength` leave no denoising step (a pipeline runs int(steps × strength))."""
+    if int(steps * strength) < 1:
+        raise ValueError(
+            f"steps {steps} at strength {strength:g} leave no denoising step "
+            "(an inpainting pipeline runs int(steps × strength) of them)"
+        )
 
 
 def is_diffusers_model(model: str) -> bool:

@@ -24,6 +24,7 @@ from diffusers import (
 from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 
+from rip.config import check_denoising_steps
 from rip.inpainters.base import Inpainted, Inpainter, InpaintingFailure, ModelUnavailableError, to_arrays, to_batch
 
 HUB_CONNECT_TIMEOUT_S = 5
@@ -310,16 +311,11 @@ def guidance_acts_on_empty_prompt(pipeline: DiffusionPipeline) -> bool:
 
 def check_schedule(scheduler, steps: int, strength: float) -> None:
     """Raise ValueError naming the values when `scheduler` cannot denoise `steps` steps at `strength`."""
-    name = type(scheduler).__name__
-    if int(steps * strength) < 1:
-        raise ValueError(
-            f"steps {steps} at strength {strength:g} leave no denoising step "
-            "(an inpainting pipeline runs int(steps × strength) of them)"
-        )
+    check_denoising_steps(steps, strength)
     if isinstance(scheduler, PNDMScheduler) and not scheduler.config.skip_prk_steps and steps < scheduler.pndm_order:
         raise ValueError(
-            f"steps {steps}: {name} without skip_prk_steps needs at least {scheduler.pndm_order} steps "
-            "(its Runge-Kutta warm-up); use more steps or another scheduler"
+            f"steps {steps}: {type(scheduler).__name__} without skip_prk_steps needs at least "
+            f"{scheduler.pndm_order} steps (its Runge-Kutta warm-up); use more steps or another scheduler"
         )
 
 
