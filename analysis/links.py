@@ -2,7 +2,7 @@
 
 from urllib.parse import urlparse
 
-from rip import ui
+from rip.tracking import ui
 
 
 def experiment_url(tracking_uri: str | None, experiment_id: str) -> str | None:

@@ -20,15 +20,9 @@ from mlflow.entities import Run, ViewType
 from analysis.frames import LABEL_PREFIX, metric_key
 from analysis.history import metric_histories
 from rip.config import RunConfig
+from rip.tracking.tags import CONFIG_TAG, IMAGE_TAG, KIND_TAG, LABEL_TAG, PARENT_TAG
 
 logger = logging.getLogger(__name__)
-
-# Tag names as written by rip.tracking (not imported from there: it imports torch)
-KIND_TAG = "rip.kind"
-CONFIG_TAG = "rip.config"
-IMAGE_TAG = "rip.image_id"
-PARENT_TAG = "mlflow.parentRunId"
-LABEL_TAG = "rip.label."  # + a label name (style, genre, artist, any dataset label column)
 
 IDENTITY = ["experiment", "parent_run_id", "run_id", "image_id", "model", "mask", "seed",
             "metric", "percent", "iteration", "value", "status"]
@@ -248,8 +242,8 @@ def _record(run: Run, parent: Run | None, experiments: dict[str, str]) -> dict:
     for name, value in params.items():
         record[f"param_{name}" if name in RESERVED else name] = value
     for tag, value in tags.items():
-        if tag.startswith(LABEL_TAG) and tag != LABEL_TAG:
-            record[LABEL_PREFIX + tag[len(LABEL_TAG):]] = value
+        if tag.startswith(f"{LABEL_TAG}."):
+            record[LABEL_PREFIX + tag[len(LABEL_TAG) + 1:]] = value
     for name in INT_FIELDS:
         column = f"param_{name}" if name in RESERVED else name
         value = getattr(config, name) if config else params.get(name)

@@ -38,16 +38,16 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from rip.config import RunConfig
-from rip.engine import Checkpoint, ImageTask, RecursiveInpainting, to_tensor
 from rip.images import load_images, resolve_image_set
-from rip.inpainters import TINY_TAG
 from rip.inpainters.base import Inpainter
 from rip.inpainters.diffusion import DiffusionInpainter
 from rip.inpainters.tiny import build_tiny_pipeline
-from rip.masks import square_for
 from rip.metrics import Metric, load_metrics
+from rip.protocol.engine import Checkpoint, ImageTask, RecursiveInpainting, to_tensor
+from rip.protocol.masks import square_for
+from rip.protocol.seeding import derive_seed
 from rip.runner import run_experiment
-from rip.seeding import derive_seed
+from rip.tracking.tags import TINY_TAG
 
 
 class Timed:

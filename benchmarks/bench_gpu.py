@@ -61,16 +61,16 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPTokenizer
 
-from rip.background import Background
 from rip.config import RunConfig
-from rip.engine import Checkpoint, ImageFailed, ImageTask, RecursiveInpainting, to_tensor
 from rip.images import load_images, resolve_image_set
 from rip.inpainters import load_inpainter, resolve_device
 from rip.inpainters.tiny import _bytes_to_unicode
-from rip.masks import square_for
 from rip.metrics import load_metrics
+from rip.protocol.engine import Checkpoint, ImageFailed, ImageTask, RecursiveInpainting, to_tensor
+from rip.protocol.masks import square_for
+from rip.protocol.seeding import derive_seed
 from rip.runner import RECORDING_QUEUE
-from rip.seeding import derive_seed
+from rip.tracking.background import Background
 
 SD2_CONFIGS = Path(__file__).resolve().parent / "sd2_inpainting"
 STUDIES = {"replication": 33_600, "variability": 33_600}  # inpaintings of each study

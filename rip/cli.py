@@ -1,17 +1,19 @@
 """The `rip` command line."""
 
-import contextlib
 import dataclasses
 import os
 import re
-import signal
 import sys
 
 import click
 
+from analysis.cli import analyze
 from rip.config import DTYPES, RANDOM_NUMBERS, RESAMPLING_FILTERS, RunConfig, parse_metrics
-from rip.inpainters.base import ModelUnavailableError
-from rip.masks import MASK_ORDERS
+from rip.failures import USER_ERRORS, sigterm_interrupts
+from rip.protocol.masks import MASK_ORDERS
+from rip.sweeps.cli import sweep
+from rip.sweeps.launch import submit
+from rip.tuning.cli import tune_command
 
 
 class _Optional(click.ParamType):
@@ -60,9 +62,9 @@ def _tracking_error(message: str) -> str:
 @click.group(cls=_Commands)
 def main():
     """Recursive inpainting experiments tracked with MLflow."""
-    # retries through outages are ours (see rip.resilience), bounded by --outage-limit
+    # retries through outages are ours (see rip.tracking.resilience), bounded by --outage-limit
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    from rip.store import use_local_stores
+    from rip.tracking.store import use_local_stores
 
     use_local_stores()  # SQLite stores: created under a lock, artifacts beside the file
 
@@ -117,11 +119,9 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
     import mlflow
     from mlflow import MlflowClient
 
-    from rip.metrics import MetricUnavailableError
-    from rip.resilience import TrackingUnavailableError
-    from rip.resume import find_unfinished
     from rip.runner import ImagesFailedError, StopRun, run_experiment
-    from rip.ui import where_to_look
+    from rip.tracking.resume import find_unfinished, mark_launcher
+    from rip.tracking.ui import where_to_look
 
     config = RunConfig(metrics=parse_metrics(metrics), scheduler=scheduler or None, **options)
     given = [name for name in RUN_FIELDS if ctx.get_parameter_source(name) in EXPLICIT]
@@ -143,17 +143,15 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
     try:
         if resume_run and project_run and project_run != resume_run:
             # `mlflow run -P resume=ID` made a new run: it only launches the resumed one
-            client.set_tag(project_run, "rip.kind", "launcher")
-            client.set_tag(project_run, "rip.resumes", resume_run)
+            mark_launcher(client, project_run, resume_run)
             project_run = None
         if not resume_run and not project_run:
             resume_run = _offer_resume(find_unfinished(client, config))
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             run_id = run_experiment(config, tracking_uri=client.tracking_uri, run_id=project_run,
                                     resume_run=resume_run or None, given=given, outage_limit=outage_limit,
                                     on_start=announce)
-    except (ValueError, RuntimeError, ModelUnavailableError, MetricUnavailableError, TrackingUnavailableError,
-            ImagesFailedError) as error:
+    except (*USER_ERRORS, ImagesFailedError) as error:
         raise click.ClickException("\n".join([str(error), *shown.get("lines", [])[:1]])) from error
     except (KeyboardInterrupt, StopRun) as error:
         run_id = getattr(error, "run_id", "RUN_ID")
@@ -182,34 +180,7 @@ def _offer_resume(unfinished: str | None) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM interrupts like Ctrl-C (SIGINT), so the run ends cleanly as KILLED.
-
-    KeyboardInterrupt, unlike an Exception, is not swallowed by the HTTP client's retries; it
-    carries the signal's name for the stop message.
-    """
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler_before in previous.items():
-            signal.signal(number, handler_before)
-
-
-# Commands defined in their own modules
-from analysis.cli import analyze  # noqa: E402
-from rip.launch import submit  # noqa: E402
-from rip.sweep import sweep  # noqa: E402
-
 main.add_command(analyze)
 main.add_command(submit)
 main.add_command(sweep)
-
-from rip.tuning.cli import tune_command  # noqa: E402  (takes `run`'s configuration options)
-
-main.add_command(tune_command(run))
+main.add_command(tune_command(run))  # takes `run`'s configuration options

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from PIL import ImageColor
 
-from rip.inpainters import BUILTIN_INPAINTERS, SCHEDULERS
-from rip.masks import MASK_ORDERS
+from rip.inpainters import BUILTIN_INPAINTERS, SCHEDULERS, check_denoising_steps
 from rip.metrics import METRIC_NAMES
+from rip.protocol.masks import MASK_ORDERS
 
 STUDY_MODEL = "stabilityai/stable-diffusion-2-inpainting"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -20,6 +20,8 @@ RANDOM_NUMBERS = ("independent", "common")
 different conditions draw independently (as in the study); common: draws depend only on (seed,
 image, iteration), so conditions share squares and noise (a paired design)."""
 SPEEDUPS = ("compile", "channels_last", "fuse_qkv")  # opt-in, same results within float tolerance
+# settings that change no result: they may differ between attempts of a run (resume) and between workers
+FREE_FIELDS = ("batch_size", "device", "experiment", *SPEEDUPS)
 RESAMPLING_FILTERS = ("lanczos", "bicubic", "bilinear", "hamming", "box", "nearest")
 
 # fields that do not change what a run draws: how long it runs, what it measures, where it runs
@@ -174,15 +176,6 @@ class RunConfig:
             if getattr(self, name) and not (is_diffusers_model(self.model) or self.model == "tiny"):
                 raise ValueError(f"{name} speeds up diffusion models; {self.model!r} is not one")
         return self
-
-
-def check_denoising_steps(steps: int, strength: float) -> None:
-    """ValueError when `steps` at `strength` leave no denoising step (a pipeline runs int(steps × strength))."""
-    if int(steps * strength) < 1:
-        raise ValueError(
-            f"steps {steps} at strength {strength:g} leave no denoising step "
-            "(an inpainting pipeline runs int(steps × strength) of them)"
-        )
 
 
 def is_diffusers_model(model: str) -> bool:

@@ -3,7 +3,7 @@
 `run_experiment` runs one configuration as one MLflow run; `run_together` runs several that
 share a model in one engine (`RecursiveInpainting.shared`), each still its own MLflow run,
 opened when its first image starts and ended when its last image ends. Events are recorded on
-a background thread, in order, while the engine computes (`rip.background`).
+a background thread, in order, while the engine computes (`rip.tracking.background`).
 """
 
 import logging
@@ -15,17 +15,18 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 
-from rip import resume
-from rip.background import Background
 from rip.config import RunConfig
-from rip.engine import Event, ImageFailed, ImageFinished, ImageTask, RecursiveInpainting
 from rip.images import SourceImage, load_images, resolve_image_set
 from rip.inpainters import load_inpainter, resolve_device
 from rip.inpainters.base import Inpainter
 from rip.metrics import Metric, load_metrics
-from rip.resilience import Retrying, TrackingUnavailableError
-from rip.spool import default_spool_root
-from rip.tracking import RunRecorder, environment_params, resolve_experiment, run_params
+from rip.protocol.engine import Event, ImageFailed, ImageFinished, ImageTask, RecursiveInpainting
+from rip.tracking import resume
+from rip.tracking.background import Background
+from rip.tracking.recorder import RunRecorder, environment_params, resolve_experiment, run_params
+from rip.tracking.resilience import Retrying, TrackingUnavailableError
+from rip.tracking.spool import default_spool_root
+from rip.tracking.tags import BACKEND_TAG
 
 log = logging.getLogger(__name__)
 RECORDING_QUEUE = 64  # events computed but not yet recorded, at most (each holds a generation)
@@ -191,7 +192,7 @@ class _ConfigurationRun:
 
     def plan_new(self, experiment_id: str, run_id: str | None, tags: dict[str, str] | None) -> None:
         """A new run, created by `open` (or recorded into `run_id`, which exists)."""
-        self._start = (experiment_id, run_id, {"rip.backend": self.inpainter.name, **self.inpainter.tags(),
+        self._start = (experiment_id, run_id, {BACKEND_TAG: self.inpainter.name, **self.inpainter.tags(),
                                                **(tags or {})})
         self.tasks = [ImageTask(source.id, original) for source, original in zip(self.sources, self.originals)]
         self.left = len(self.tasks)

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 
-from rip.ui import run_url, runs_url
+from rip.tracking.ui import run_url, runs_url
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port
 
 EXPERIMENT = "demo"

@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 from PIL import Image
-
 from scipy import stats
 
 from analysis import figures
@@ -22,7 +21,8 @@ from analysis.summary import summary_table
 from analysis.verdicts import AGREEMENT_RHO, ALPHA, CLAIMS, FAILS, HOLDS, LARGE_CV, UNKNOWN
 from rip.config import RunConfig
 from rip.runner import StopRun, run_experiment
-from rip.sweep import check, expand, run_sweep
+from rip.sweeps.local import run_sweep
+from rip.sweeps.presets import check, expand
 from tests.conftest import BIN, REPO
 
 pytestmark = pytest.mark.slow

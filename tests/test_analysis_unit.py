@@ -1,12 +1,12 @@
 """Analysis functions over synthetic frames: figures, tables and statistics, no server."""
 
+import re
+from html.parser import HTMLParser
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
-import re
-from html.parser import HTMLParser
 
 from analysis import statistics
 from analysis.frames import default_metric, distances, groups, label_columns, metric_key
@@ -198,7 +198,7 @@ def test_metric_names_are_accepted_either_way():
 
 def test_tag_names_agree_with_the_recorder():
     from analysis import load
-    from rip import tracking
+    from rip.tracking import recorder as tracking
 
     assert (load.KIND_TAG, load.CONFIG_TAG, load.IMAGE_TAG) == (tracking.KIND_TAG, tracking.CONFIG_TAG, tracking.IMAGE_TAG)
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from rip.background import Background
+from rip.tracking.background import Background
 
 
 def test_calls_run_in_order_on_one_other_thread_with_at_most_limit_waiting():

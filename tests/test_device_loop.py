@@ -6,12 +6,12 @@ import torch
 from PIL import Image
 
 from rip.config import RunConfig
-from rip.engine import Checkpoint, ImageTask, RecursiveInpainting
 from rip.inpainters.diffusion import DiffusionInpainter
 from rip.inpainters.tiny import build_tiny_pipeline
-from rip.masks import square_for
 from rip.metrics.pixel_metrics import Psnr, Ssim
-from rip.seeding import derive_seed
+from rip.protocol.engine import Checkpoint, ImageTask, RecursiveInpainting
+from rip.protocol.masks import square_for
+from rip.protocol.seeding import derive_seed
 from tests.conftest import random_image
 
 # 4 squares of 32 px in a 64 px image: one iteration is 25 %, a checkpoint after every iteration

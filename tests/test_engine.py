@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 from rip.config import RunConfig
-from rip.engine import Checkpoint, ImageFinished, ImageStarted, ImageTask, RecursiveInpainting
 from rip.inpainters import load_inpainter
-from rip.masks import mask_schedule
 from rip.metrics import load_metrics
+from rip.protocol.engine import Checkpoint, ImageFinished, ImageStarted, ImageTask, RecursiveInpainting
+from rip.protocol.masks import mask_schedule
 from tests.conftest import random_image
 
 CONFIG = RunConfig(mask=16, size=64, step=25, percent=100, model="telea", metrics=("ssim", "psnr"))

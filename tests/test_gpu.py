@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from rip.config import RunConfig
-from rip.engine import Checkpoint, ImageTask, RecursiveInpainting
 from rip.inpainters import load_inpainter
 from rip.inpainters.base import InpaintingFailure
+from rip.protocol.engine import Checkpoint, ImageTask, RecursiveInpainting
 from tests.conftest import random_image
 from tests.test_device_loop import CONFIG, IMAGES, ITERATIONS, reference_loop
 

@@ -291,7 +291,7 @@ def test_hf_dataset_errors_name_the_problem(hub_dataset):
 def offline(tmp_path, monkeypatch):
     monkeypatch.setenv("RIP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    from rip.hub_images import WIKIART_REPO, WIKIART_REVISION
+    from rip.images.hub import WIKIART_REPO, WIKIART_REVISION
 
     return tmp_path / "cache" / "hf" / WIKIART_REPO.replace("/", "--") / WIKIART_REVISION / "train"
 

@@ -202,7 +202,7 @@ def test_compile_keeps_outputs_with_a_padded_tail(tiny, batch):
 
 
 def test_speedups_are_free_to_change():
-    from rip.resume import FREE_FIELDS
+    from rip.config import FREE_FIELDS
 
     plain = RunConfig(model="tiny")
     fast = RunConfig(model="tiny", compile=True, channels_last=True, fuse_qkv=True)

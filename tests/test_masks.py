@@ -1,8 +1,8 @@
 import numpy as np
 
 from rip.config import RunConfig
-from rip.masks import Square, mask_schedule, square_for
-from rip.seeding import derive_seed
+from rip.protocol.masks import Square, mask_schedule, square_for
+from rip.protocol.seeding import derive_seed
 
 
 def test_square_array_covers_exactly_one_square():

@@ -6,8 +6,8 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from rip.resilience import Retrying, TrackingUnavailableError, is_transient
-from rip.spool import Spool
+from rip.tracking.resilience import Retrying, TrackingUnavailableError, is_transient
+from rip.tracking.spool import Spool
 
 
 def test_spool_round_trip_and_removal(tmp_path):

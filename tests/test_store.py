@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from rip.cli import main
-from rip.store import ARTIFACT_ROOT_ENV, use_local_stores
+from rip.tracking.store import ARTIFACT_ROOT_ENV, use_local_stores
 from tests.conftest import BIN
 
 RUN = ["run", "--model", "telea", "--images", "sample:1", "--size", "64", "--mask", "32", "--percent", "50",

@@ -9,7 +9,8 @@ from mlflow import MlflowClient
 
 from rip.config import RunConfig
 from rip.images import resolve_image_set
-from rip.sweep import check, expand, load_preset, parse_overrides, sweep
+from rip.sweeps.cli import sweep
+from rip.sweeps.presets import check, expand, load_preset, parse_overrides
 from tests.conftest import REPO
 
 PRESETS = REPO / "experiments"
@@ -99,13 +100,14 @@ def test_dry_run_lists_every_configuration():
 
 @pytest.mark.slow
 def test_sweep_runs_each_configuration_once_loading_the_model_once(tmp_path, image_folder, monkeypatch):
-    import rip.inpainters
+    import rip.sweeps.models
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RIP_SPOOL", str(tmp_path / "spool"))
     loads = []
-    real = rip.inpainters.load_inpainter
-    monkeypatch.setattr(rip.inpainters, "load_inpainter", lambda config, device: loads.append(config) or real(config, device))
+    real = rip.sweeps.models.load_inpainter
+    monkeypatch.setattr(rip.sweeps.models, "load_inpainter",
+                        lambda config, device: loads.append(config) or real(config, device))
     path = write_preset(tmp_path, "tiny-grid", experiment="sweep-test", model="telea", images=f"{image_folder}:2@0",
                         size=64, mask=32, seed=[0, 1], percent=100, metrics=["ssim"])
     uri = f"sqlite:///{tmp_path / 'store.db'}"
@@ -141,13 +143,13 @@ def test_shipped_presets_are_found_by_name_from_any_folder(tmp_path, monkeypatch
 def test_a_sweep_fills_each_call_from_all_its_configurations_with_the_results_of_each_alone(
     tmp_path, image_folder, monkeypatch
 ):
-    import rip.inpainters
+    import rip.sweeps.models
     from rip.runner import run_experiment
-    from rip.sweep import run_sweep
+    from rip.sweeps.local import run_sweep
 
     monkeypatch.setenv("RIP_SPOOL", str(tmp_path / "spool"))
     calls = []
-    real = rip.inpainters.load_inpainter
+    real = rip.sweeps.models.load_inpainter
 
     def counted(config, device):
         inpainter = real(config, device)
@@ -155,7 +157,7 @@ def test_a_sweep_fills_each_call_from_all_its_configurations_with_the_results_of
         inpainter.inpaint_batch = lambda images, masks, seeds: calls.append(len(seeds)) or batch(images, masks, seeds)
         return inpainter
 
-    monkeypatch.setattr(rip.inpainters, "load_inpainter", counted)
+    monkeypatch.setattr(rip.sweeps.models, "load_inpainter", counted)
     base = RunConfig(model="telea", images=f"{image_folder}:2@0", size=64, step=25, percent=50, metrics=("ssim",),
                      batch_size=4, experiment="together")
     configs = [dataclasses.replace(base, mask=16), dataclasses.replace(base, mask=32, seed=1, metrics=("psnr",))]
@@ -217,9 +219,9 @@ def test_a_stopped_sweep_names_each_killed_run_and_how_to_continue_it(tmp_path, 
 def test_status_counts_workers_not_their_claimed_units(tmp_path):
     import optuna
 
-    from rip.sweep import describe
-    from rip.sweep_units import SweepPlan, register, status_lines
-    from rip.workqueue import WORKER_ATTR, claim
+    from rip.sweeps.presets import describe
+    from rip.sweeps.units import SweepPlan, register, status_lines
+    from rip.sweeps.workqueue import WORKER_ATTR, claim
 
     configs = tuple(RunConfig(model="telea", size=64, mask=mask) for mask in (16, 32))
     plan = SweepPlan("status", configs, (2, 2), chunk_size=1)

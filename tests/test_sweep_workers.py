@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from rip.config import RunConfig
-from rip.sweep import sweep
-from rip.sweep_units import DEFINITION_ATTR, SweepPlan, register
+from rip.sweeps.cli import sweep
+from rip.sweeps.units import DEFINITION_ATTR, SweepPlan, register
 from tests.conftest import BIN, finish_logged, free_port, start_logged
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ from optuna.trial import FixedTrial
 
 from rip.cli import main
 from rip.config import RunConfig
-from rip.engine import Checkpoint
 from rip.inpainters import load_inpainter
-from rip.masks import Square
+from rip.protocol.engine import Checkpoint
+from rip.protocol.masks import Square
 from rip.tuning.objective import Backends, Pruned, Reporter, Target
 from rip.tuning.pruning import MedianAtStep
 from rip.tuning.settings import SearchSettings

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from rip.ui import run_url
+from rip.tracking.ui import run_url
 
 pytestmark = pytest.mark.slow
 TIMEOUT_MS = 180_000  # the UI's bundles are large; a busy 2-core machine takes a while

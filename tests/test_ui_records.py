@@ -13,11 +13,12 @@ from mlflow.utils.mlflow_tags import MLFLOW_PROJECT_ENTRY_POINT
 from PIL import Image
 
 from rip.config import RunConfig
-from rip.engine import Checkpoint
+from rip.protocol.engine import Checkpoint
 from rip.runner import StopRun, run_experiment
-from rip.tracking import GRID_KEY, UI_IMAGE_KEY, logged_steps
+from rip.tracking.recorder import logged_steps
+from rip.tracking.tags import GRID_KEY, UI_IMAGE_KEY
+from rip.tracking.ui import NAME_FIELDS, configuration_name, image_name, not_conditions, runs_url, ui_command
 from rip.tuning.tracking import SearchTracker
-from rip.ui import NAME_FIELDS, configuration_name, image_name, not_conditions, runs_url, ui_command
 from tests.conftest import BIN, REPO
 
 SMALL = dict(model="telea", size=64, mask=32, percent=100, step=50, metrics=("ssim",), batch_size=2)

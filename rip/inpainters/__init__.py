@@ -1,8 +1,12 @@
 """Inpainting backends behind one interface."""
 
+from rip.inpainters.schedules import SCHEDULERS, check_denoising_steps
+from rip.tracking.tags import TINY_TAG
+
+__all__ = ["BUILTIN_INPAINTERS", "LOADED_FROM", "SCHEDULERS", "call_options", "check_denoising_steps", "inpainter_key",
+           "load_inpainter", "resolve_device"]
+
 BUILTIN_INPAINTERS = ("tiny", "telea", "ns", "biharmonic")
-SCHEDULERS = ("ddim", "pndm", "euler", "euler-ancestral", "dpm-solver", "lms")
-TINY_TAG = "rip.meaningless_images"
 LOADED_FROM = (
     "model", "steps", "guidance", "strength", "prompt", "paste_back", "scheduler", "device", "dtype",
     "skip_guidance", "safety_checker", "compile", "channels_last", "fuse_qkv",

@@ -10,22 +10,15 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from diffusers import (
-    AutoPipelineForInpainting,
-    DDIMScheduler,
-    DiffusionPipeline,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    LMSDiscreteScheduler,
-    PNDMScheduler,
-    StableDiffusionInpaintPipeline,
-)
+from diffusers import (AutoPipelineForInpainting, DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler,
+                       EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, LMSDiscreteScheduler, PNDMScheduler,
+                       StableDiffusionInpaintPipeline)
 from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 
-from rip.config import check_denoising_steps
 from rip.inpainters.base import Inpainted, Inpainter, InpaintingFailure, ModelUnavailableError, to_arrays, to_batch
+from rip.inpainters.schedules import check_denoising_steps
+from rip.tracking.tags import SAFETY_CHECKER_TAG
 
 HUB_CONNECT_TIMEOUT_S = 5
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -136,7 +129,7 @@ class DiffusionInpainter(Inpainter):
                 raise ModelUnavailableError(f"cannot load inpainting model {model!r}: {error}") from error
         if scheduler is not None:
             replace_scheduler(pipeline, scheduler)
-        tags = {"rip.model_safety_checker": "shipped" if ships_checker else "none"}
+        tags = {SAFETY_CHECKER_TAG: "shipped" if ships_checker else "none"}
         return cls(pipeline.to(device), name=model, revision=_revision(model), tags=tags, **options)
 
     @property

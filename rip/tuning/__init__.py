@@ -5,5 +5,5 @@ until the study's budget is used. Each trial is one configuration run (`rip.runn
 under the study's MLflow run. Modules: `space` (what is searched), `objective` (one trial),
 `tracking` (study and trial runs), `summary` (best conditions, importances, plots), `search` (the
 worker loop), `cli`. The storage, the lock workers share, the claiming loop, heartbeats and
-retries are `rip.workqueue`, which shared sweeps use too.
+retries are `rip.sweeps.workqueue`, which shared sweeps use too.
 """

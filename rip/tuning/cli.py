@@ -7,6 +7,7 @@ from collections import Counter
 import click
 
 from rip.config import RunConfig, parse_metrics
+from rip.failures import USER_ERRORS
 from rip.tuning.settings import OBJECTIVES, PRUNERS, SAMPLERS, SearchSettings
 
 CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(RunConfig))
@@ -71,9 +72,6 @@ def _tune(tracking_uri, **options):
     Every trial runs one configuration, nested under the study's MLflow run. Workers started with
     the same --storage and --study-name share the study; --n-trials caps the study's total.
     """
-    from rip.inpainters.base import ModelUnavailableError
-    from rip.metrics import MetricUnavailableError
-    from rip.resilience import TrackingUnavailableError
     from rip.tuning.space import parse_space
 
     fixed = {name: options.pop(name) for name in CONFIG_FIELDS}
@@ -85,7 +83,7 @@ def _tune(tracking_uri, **options):
         from rip.tuning.search import run_search
 
         study, summary = run_search(base, settings, tracking_uri)
-    except (ValueError, ModelUnavailableError, MetricUnavailableError, TrackingUnavailableError) as error:
+    except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     except KeyboardInterrupt:
         click.echo("stopped; the same command continues the study", err=True)

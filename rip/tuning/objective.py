@@ -11,15 +11,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from rip.config import RunConfig
-from rip.engine import Checkpoint, Event, pipeline_key
 from rip.images import resolve_image_set
 from rip.inpainters import call_options, load_inpainter
 from rip.inpainters.base import Inpainter
 from rip.metrics import Metric
+from rip.protocol.engine import Checkpoint, Event, pipeline_key
 from rip.runner import StopRun, run_experiment, run_together
+from rip.sweeps.workqueue import RETRY_ATTR, WORKER_ATTR, StudyLock, heartbeat, next_step, worker_id
+from rip.tracking.tags import RETRY_TAG, WORKER_TAG
 from rip.tuning.space import SearchSpace, uses_diffusion
-from rip.tuning.tracking import RETRY_TAG, WORKER_TAG, SearchTracker
-from rip.workqueue import RETRY_ATTR, WORKER_ATTR, StudyLock, heartbeat, next_step, worker_id
+from rip.tuning.tracking import SearchTracker
 
 RUN_ATTR = "rip.mlflow_run_id"  # user attribute: the MLflow run of a trial (or of the study)
 REUSED_ATTR = "rip.reused_from"  # user attribute: the completed trial whose configuration and value a trial reused
@@ -146,7 +147,7 @@ class Backends:
 @dataclass(frozen=True)
 class TrialQueue:
     """Where a worker claims trials besides the one `work` hands out: the study's storage, its
-    lock and its budget (see `rip.workqueue`)."""
+    lock and its budget (see `rip.sweeps.workqueue`)."""
 
     storage: optuna.storages.RDBStorage
     lock: StudyLock

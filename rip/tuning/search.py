@@ -1,7 +1,7 @@
 """One worker of a study: join or create it, run trials until its budget is used, summarise.
 
 Any number of workers, on any number of machines, share a study through its storage. Each
-decides to start a trial while holding the study's lock (`rip.workqueue`), so the study ends with
+decides to start a trial while holding the study's lock (`rip.sweeps.workqueue`), so the study ends with
 exactly `n_trials` trials that did not fail. A worker waits while other workers' trials run:
 when one of them dies, its heartbeats stop, its trial is marked FAIL and retried with the same
 parameters by a worker that is still alive.
@@ -20,14 +20,14 @@ from mlflow import MlflowClient
 from rip.config import RunConfig
 from rip.inpainters import resolve_device
 from rip.metrics import load_metrics
-from rip.tracking import environment_params, resolve_experiment
+from rip.sweeps.workqueue import WAIT_POLL, connect, next_step, retry_stale, shown, work
+from rip.tracking.recorder import environment_params, resolve_experiment
 from rip.tuning.objective import RUN_ATTR, Backends, Objective, Target, TrialQueue
 from rip.tuning.pruning import make_pruner
-from rip.tuning.space import SearchSpace, parse_space
 from rip.tuning.settings import DEFAULT_TRIALS, SearchSettings
+from rip.tuning.space import SearchSpace, parse_space
 from rip.tuning.summary import Summary, write_summary
 from rip.tuning.tracking import SearchTracker
-from rip.workqueue import WAIT_POLL, connect, next_step, retry_stale, shown, work
 
 DEFINITION_ATTR = "rip.definition"  # study user attribute: what the study searches (workers must agree)
 SUMMARISED_ATTR = "rip.summarised"  # study user attribute: finished trials at the last summary

@@ -37,7 +37,7 @@ class SearchSettings:
 
     def validate(self) -> "SearchSettings":
         """Raise ValueError naming the first bad value; return self when all is well."""
-        from rip.workqueue import check_storage_url
+        from rip.sweeps.workqueue import check_storage_url
 
         for name, allowed in (("objective", OBJECTIVES), ("sampler", SAMPLERS), ("pruner", PRUNERS)):
             value = getattr(self, name)

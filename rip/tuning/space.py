@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from rip.config import RunConfig, is_diffusers_model
 from rip.images import resolve_image_set
 from rip.inpainters import SCHEDULERS
-from rip.masks import MASK_ORDERS
+from rip.protocol.masks import MASK_ORDERS
 
 
 @dataclass(frozen=True)

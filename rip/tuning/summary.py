@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from rip.config import RunConfig
+from rip.tracking.tags import BEST_PARAM_TAG, BEST_RUN_TAG, BEST_TRIAL_TAG
 from rip.tuning.objective import RUN_ATTR
 
 
@@ -38,8 +39,8 @@ def write_summary(study: optuna.Study, base: RunConfig, folder: Path) -> Summary
         best = dict(trial=trial.number, value=trial.value, params=trial.params,
                     config=json.loads(config.to_json()), run_id=trial.user_attrs.get(RUN_ATTR))
         metrics["best_value"] = trial.value
-        tags = {"rip.best_trial": str(trial.number), "rip.best_run": str(best["run_id"])}
-        tags.update({f"rip.best.{name}": str(value) for name, value in trial.params.items()})
+        tags = {BEST_TRIAL_TAG: str(trial.number), BEST_RUN_TAG: str(best["run_id"])}
+        tags.update({f"{BEST_PARAM_TAG}.{name}": str(value) for name, value in trial.params.items()})
     if _importances_defined(complete):
         importances = optuna.importance.get_param_importances(study)
     (folder / "best.json").write_text(json.dumps(best, indent=2) + "\n")

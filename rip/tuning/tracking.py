@@ -13,16 +13,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from rip.resilience import Retrying
-from rip.tracking import CONFIG_TAG, KIND_TAG, PARENT_TAG, RUN_NAME_TAG
-from rip.ui import short_value
+from rip.tracking.resilience import Retrying
+from rip.tracking.tags import CONFIG_TAG, KIND_TAG, PARENT_TAG, RUN_NAME_TAG, SPACE_TAG, STATE_TAG, STUDY_TAG, TRIAL_TAG
+from rip.tracking.ui import short_value
 
-STUDY_TAG = "rip.study"  # the study's name, on the study run and on every trial run
-TRIAL_TAG = "rip.trial"  # the trial's number
-STATE_TAG = "rip.trial_state"  # COMPLETE, PRUNED or FAIL
-WORKER_TAG = "rip.worker"  # host:pid of the worker that ran the trial
-RETRY_TAG = "rip.retry_of"  # on a retried trial: the number of the trial whose worker died
-SPACE_TAG = "rip.space"  # on the study run: the searched space, e.g. "mask=64,128 steps=10:50:log"
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 

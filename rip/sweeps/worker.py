@@ -1,12 +1,12 @@
 """One worker of a sweep whose units live in an Optuna study (`rip sweep PRESET --storage URL`).
 
-Every worker runs the same loop as a `rip tune` worker (`rip.workqueue.work`): it claims the
+Every worker runs the same loop as a `rip tune` worker (`rip.sweeps.workqueue.work`): it claims the
 next queued unit under the study's lock (with more units of the same pipeline call when their
 images fill a batch: one engine computes them together), computes it while heartbeats say it is
 alive, and exits when no unit is left. A configuration has exactly one parent MLflow run, found or created
 under the lock by the first worker that needs it; each image's run is created, under it, by the
 worker that computes the image. A unit whose worker died is retried and continues from the last
-checkpoint every unfinished image of it logged (`rip.resume`). When the last unit of a
+checkpoint every unfinished image of it logged (`rip.tracking.resume`). When the last unit of a
 configuration ends, the worker that notices it, under the lock, writes the parent's aggregates
 and `metrics.csv` from the image runs' logged values and ends the parent run.
 """
@@ -23,24 +23,24 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from rip.config import RunConfig
-from rip.background import Background
-from rip.engine import Event, ImageFailed, ImageFinished, ImageTask, RecursiveInpainting, pipeline_key
 from rip.images import load_images, resolve_image_set
-from rip.resilience import Retrying
-from rip.resume import check_compatible, load_state, tasks_to_resume
+from rip.protocol.engine import Event, ImageFailed, ImageFinished, ImageTask, RecursiveInpainting, pipeline_key
 from rip.runner import RECORDING_QUEUE, ImagesFailedError
-from rip.spool import default_spool_root
-from rip.sweep import SWEEP_ID_TAG, Models, describe
-from rip.sweep_units import (DONE_ATTR, ERROR_ATTR, PARENT_ATTR, SETTLED_ATTR, SWEEP_ID_ATTR, SweepPlan, Unit,
-                             latest_trials, register)
-from rip.tracking import CONFIG_TAG, RunRecorder, environment_params, resolve_experiment, run_params
-from rip.workqueue import (RETRY_ATTR, WAIT_POLL, WORKER_ATTR, StudyLock, claim, connect, heartbeat, retry,
-                           retry_stale, work, worker_id)
+from rip.sweeps.models import Models
+from rip.sweeps.presets import describe
+from rip.sweeps.units import (DONE_ATTR, ERROR_ATTR, PARENT_ATTR, SETTLED_ATTR, SWEEP_ID_ATTR, SweepPlan, Unit,
+                              latest_trials, register)
+from rip.sweeps.workqueue import (RETRY_ATTR, WAIT_POLL, WORKER_ATTR, StudyLock, claim, connect, heartbeat, retry,
+                                  retry_stale, work, worker_id)
+from rip.tracking.background import Background
+from rip.tracking.recorder import RunRecorder, environment_params, resolve_experiment, run_params
+from rip.tracking.resilience import Retrying
+from rip.tracking.resume import check_compatible, load_state, tasks_to_resume
+from rip.tracking.spool import default_spool_root
+from rip.tracking.tags import BACKEND_TAG, CONFIG_HASH_TAG, CONFIG_TAG, SWEEP_ID_TAG, SWEEP_KEY_TAG
 
 log = logging.getLogger(__name__)
 
-SWEEP_KEY_TAG = "rip.sweep_key"  # on a shared sweep's configuration runs: the study that holds its units
-CONFIG_HASH_TAG = "rip.config_hash"  # on a sweep's configuration runs: the configuration's hash
 
 
 def check_access(client: MlflowClient) -> None:
@@ -229,7 +229,7 @@ class SweepWorker:
             experiment_id = self.retrying(resolve_experiment, self.client, config.experiment)
             parent = self._parent(trial.study, index, experiment_id)
             if parent is None:
-                tags = {"rip.backend": inpainter.name, **inpainter.tags(), **self.tags,
+                tags = {BACKEND_TAG: inpainter.name, **inpainter.tags(), **self.tags,
                         CONFIG_HASH_TAG: self.plan.config_hash(index)}
                 trial.study.set_user_attr(f"{PARENT_ATTR}{index}", recorder.start(experiment_id, None, tags))
 

@@ -13,16 +13,14 @@ SHARED_COMMANDS = ("sweep", "tune")
 
 
 class Worker:
-    """One array task: `rip ARGS...` in the task's own process."""
+    """One array task: `rip ARGS...` in the task's own process; `command` is the `rip` group."""
 
-    def __init__(self, args: list[str]):
-        self.args = list(args)
+    def __init__(self, command: click.Command, args: list[str]):
+        self.command, self.args = command, list(args)
 
     def __call__(self, index: int) -> int:
-        from rip.cli import main
-
         try:
-            main.main(self.args, prog_name="rip", standalone_mode=False)
+            self.command.main(self.args, prog_name="rip", standalone_mode=False)
         except click.ClickException as error:
             raise RuntimeError(f"worker {index}: {error.format_message()}") from None
         return 0
@@ -46,10 +44,10 @@ def check_command(args: list[str]) -> None:
             raise ValueError(f"{flag} runs no worker: run it directly, not through rip submit")
 
 
-def submit_workers(args: list[str], workers: int, folder: str, cluster: str | None = None, *,
+def submit_workers(root: click.Command, args: list[str], workers: int, folder: str, cluster: str | None = None, *,
                    partition: str | None = None, timeout_min: int = 24 * 60, gpus_per_task: int = 1,
                    cpus_per_task: int = 8, mem_gb: int = 32) -> list:
-    """Submit `workers` tasks of `rip ARGS...` as one job array; return submitit's jobs."""
+    """Submit `workers` tasks of `rip ARGS...` (`root` is the `rip` group) as one job array; return submitit's jobs."""
     import submitit
 
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
@@ -58,7 +56,7 @@ def submit_workers(args: list[str], workers: int, folder: str, cluster: str | No
         mem_gb=mem_gb, timeout_min=timeout_min, slurm_array_parallelism=workers,
         slurm_additional_parameters={"requeue": True}, **({"slurm_partition": partition} if partition else {}),
     )
-    return executor.map_array(Worker(args), range(workers))
+    return executor.map_array(Worker(root, args), range(workers))
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -74,14 +72,15 @@ def submit_workers(args: list[str], workers: int, folder: str, cluster: str | No
 @click.option("--mem-gb", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--wait", is_flag=True, help="Wait for every task to end and report each.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
-def submit(command, workers, cluster, folder, wait, **resources):
+@click.pass_context
+def submit(ctx, command, workers, cluster, folder, wait, **resources):
     """Start WORKERS workers of COMMAND, a shared rip sweep or tune, as one job array.
 
     e.g. rip submit --workers 16 --partition gpu -- sweep replication --storage postgresql://rip@db/studies
     """
     try:
         check_command(list(command))
-        jobs = submit_workers(list(command), workers, folder, cluster, **resources)
+        jobs = submit_workers(ctx.find_root().command, list(command), workers, folder, cluster, **resources)
     except (ValueError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"submitted {len(jobs)} worker(s) of `rip {' '.join(command)}`: job {jobs[0].job_id.split('_')[0]}, "

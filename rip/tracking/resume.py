@@ -10,12 +10,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from rip.config import RunConfig
-from rip.engine import ImageTask
-from rip.tracking import CONFIG_TAG, GRID_KEY, IMAGE_TAG, KIND_TAG, PARENT_TAG, UI_IMAGE_KEY, logged_steps
+from rip.config import FREE_FIELDS, RunConfig
+from rip.protocol.engine import ImageTask
+from rip.tracking.recorder import logged_steps
+from rip.tracking.tags import CONFIG_TAG, GRID_KEY, IMAGE_TAG, KIND_TAG, LAUNCHER, PARENT_TAG, RESUMES_TAG, UI_IMAGE_KEY
 
-# settings that change no result: they may differ between attempts
-FREE_FIELDS = ("batch_size", "device", "experiment", "compile", "channels_last", "fuse_qkv")
 # what must match for a resumed run to reproduce an uninterrupted one
 VERSION_PARAMS = ("version_rip", "version_torch", "version_diffusers", "version_lpips", "version_stlpips-pytorch")
 
@@ -71,6 +70,12 @@ def check_compatible(run, config: RunConfig, stored: RunConfig, params: dict[str
             f"run {run.info.run_id} was made by another code version: {', '.join(versions)}; "
             "resume it with the code that started it"
         )
+
+
+def mark_launcher(client: MlflowClient, run_id: str, resumed: str) -> None:
+    """Tag `run_id`, the run `mlflow run -P resume=ID` made, as the launcher of the resumed run."""
+    client.set_tag(run_id, KIND_TAG, LAUNCHER)
+    client.set_tag(run_id, RESUMES_TAG, resumed)
 
 
 def load_state(client: MlflowClient, run, config: RunConfig) -> ResumeState:
@@ -138,7 +143,7 @@ def _code(version: str) -> str:
 
 def find_unfinished(client: MlflowClient, config: RunConfig) -> str | None:
     """The newest unfinished parent run of the same configuration in its experiment, if any."""
-    from rip.tracking import DEFAULT_EXPERIMENT
+    from rip.tracking.recorder import DEFAULT_EXPERIMENT
 
     experiment = client.get_experiment_by_name(config.experiment or DEFAULT_EXPERIMENT)
     if experiment is None:

@@ -26,28 +26,20 @@ from mlflow.entities import Metric, Param, RunTag
 from PIL import Image
 
 from rip.config import RunConfig
-from rip.engine import Checkpoint, Event, ImageFailed, ImageFinished, ImageStarted
 from rip.images import SourceImage
 from rip.inpainters.base import Inpainter
-from rip.masks import mask_schedule
-from rip.resilience import Retrying
-from rip.spool import Spool
-from rip.ui import configuration_name, grid_side, image_grid, image_name
+from rip.protocol.engine import Checkpoint, Event, ImageFailed, ImageFinished, ImageStarted
+from rip.protocol.masks import mask_schedule
+from rip.tracking.resilience import Retrying
+from rip.tracking.spool import Spool
+from rip.tracking.tags import (CONFIG_TAG, FAILURE_TAG, GRID_KEY, IMAGE_ORIGIN_TAG, IMAGE_TAG, KIND_TAG, LABEL_TAG,
+                               PARENT_TAG, PROJECT_TAG, RUN_NAME_TAG, UI_IMAGE_KEY)
+from rip.tracking.ui import configuration_name, grid_side, image_grid, image_name
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "recursive-inpainting"
 PACKAGES = ("torch", "diffusers", "transformers", "mlflow", "lpips", "stlpips-pytorch", "numpy", "pillow")
-KIND_TAG = "rip.kind"  # "configuration" on parent runs, "image" on child runs
-IMAGE_TAG = "rip.image_id"
-CONFIG_TAG = "rip.config"  # the configuration as JSON
-LABEL_TAG = "rip.label"  # rip.label.style, rip.label.genre, ...: the image's labels in its data set
-FAILURE_TAG = "rip.failure"  # on a FAILED image run: the image, the iteration and why
-PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
-PROJECT_TAG = "mlflow.project.entryPoint"  # on runs `mlflow run` made (it names them at random)
-UI_IMAGE_KEY = "generation"  # image runs: the generation at step = percent
-GRID_KEY = "generation_grid"  # parent runs: every image's generation side by side at step = percent
 
 
 def resolve_experiment(client: MlflowClient, name: str) -> str:
@@ -78,7 +70,7 @@ def run_params(config: RunConfig, inpainter: Inpainter, device: str, environment
 
 def code_commit() -> str:
     """The git commit of the code being run ('+dirty' with local changes), or 'unknown'."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the repository holding the rip package
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
@@ -238,7 +230,7 @@ class RunRecorder:
                     IMAGE_TAG: image_id,
                     **{f"{LABEL_TAG}.{name}": value for name, value in source.labels},
                     CONFIG_TAG: self.config.to_json(),
-                    "rip.image_origin": source.origin,
+                    IMAGE_ORIGIN_TAG: source.origin,
                 },
             )
             self.child_ids[image_id] = run.info.run_id

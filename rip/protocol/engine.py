@@ -13,9 +13,9 @@ from tqdm.auto import tqdm
 from rip.config import RunConfig
 from rip.inpainters import LOADED_FROM, inpainter_key
 from rip.inpainters.base import Inpainter, to_arrays, to_batch
-from rip.masks import Square, square_for
 from rip.metrics import Metric
-from rip.seeding import derive_seed
+from rip.protocol.masks import Square, square_for
+from rip.protocol.seeding import derive_seed
 
 PIPELINE_FIELDS = (*LOADED_FROM, "size")
 """What one inpainter call depends on: configurations sharing an engine agree on all of these."""

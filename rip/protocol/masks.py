@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rip.seeding import derived_rng
+from rip.protocol.seeding import derived_rng
 
 MASK_ORDERS = ("random", "shuffle", "scan")
 """random: uniform with replacement (the study); shuffle: every square once per pass, in a

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image
 
-from rip.config import RunConfig
+from rip.config import FREE_FIELDS, RunConfig
 
 # MLflow 3's UI opens an experiment in its GenAI mode (traces) unless the address selects this one
 RUNS_VIEW = "workflowType=machine_learning"
@@ -63,8 +63,6 @@ def where_to_look(tracking_uri: str, experiment_id: str, run_id: str, run_name: 
 
 def not_conditions() -> tuple[str, ...]:
     """Fields that change no result (batch size, device, ...) and the measured metrics."""
-    from rip.resume import FREE_FIELDS  # rip.resume imports this module through rip.tracking
-
     return ("metrics", *FREE_FIELDS)
 
 

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from rip.images.letterbox import to_rgb
+from rip.images.source import SourceImage, draw_indices
+
 logger = logging.getLogger(__name__)
 
 WIKIART_REPO = "huggan/wikiart"
@@ -70,12 +73,10 @@ def parse_dataset(head: str, spec: str) -> HubDataset:
 
 def dataset_images(dataset: HubDataset, count: int, seed: int, spec: str) -> list:
     """`count` rows of `dataset` drawn with `seed`, downloaded into its cache when missing."""
-    from rip.images import SourceImage, _draw_indices
-
     folder = dataset.cache
     try:
         manifest = _manifest(dataset, folder)
-        indices = _draw_indices(sum(manifest["rows"]), count, seed, spec)
+        indices = draw_indices(sum(manifest["rows"]), count, seed, spec)
         missing = [index for index in indices if not (folder / f"{index:05d}.png").is_file()]
         if missing:
             _download(dataset, manifest, missing, folder)
@@ -151,8 +152,6 @@ def _download(dataset: HubDataset, manifest: dict, indices: list[int], folder: P
 
 def _save_rows(parquet, group: int, group_start: int, indices: list[int], folder: Path, features: dict) -> None:
     """Save rows `indices` (global, sorted, all in row group `group`)."""
-    from rip.images import _to_rgb
-
     image_column = _image_column(parquet.schema_arrow.names, features)
     position = group_start
     for batch in parquet.iter_batches(batch_size=16, row_groups=[group]):
@@ -162,7 +161,7 @@ def _save_rows(parquet, group: int, group_start: int, indices: list[int], folder
             stem = folder / f"{position + offset:05d}"
             labels = {key: _label(value, features.get(key)) for key, value in row.items() if key != image_column}
             _write(stem.with_suffix(".json"), json.dumps(labels).encode())
-            image = _to_rgb(ImageOps.exif_transpose(Image.open(io.BytesIO(row[image_column]["bytes"]))))
+            image = to_rgb(ImageOps.exif_transpose(Image.open(io.BytesIO(row[image_column]["bytes"]))))
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             _write(stem.with_suffix(".png"), buffer.getvalue())  # the PNG last: it marks a complete row
