@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from rip.metrics import load_metrics
-from tests.conftest import BIN
+from tests.conftest import BIN, REPO, free_port
 
 EXAMPLES = Path(__file__).parent / "data" / "lpips"
 # LPIPS v0.1, ex_ref vs ex_p0 / ex_p1: alex from PerceptualSimilarity issue #120, vgg the
@@ -93,3 +93,26 @@ def test_rip_run_logs_lpips_equal_to_lpips_on_the_logged_images(lpips_torch_home
                 expected = authors_distance(network, original, logged(f"generations/{step:04d}.png"))
                 assert value == pytest.approx(expected, abs=1e-5), (child.data.tags["rip.image_id"], net, step)
             assert history[0] == 0 and history[100] > history[50] > 0
+
+
+def test_squeezenet_offline_names_rip_prefetch_before_any_run(tmp_path):
+    # offline as behind a dead proxy: the download of torchvision's checkpoint fails at once
+    proxy = f"http://127.0.0.1:{free_port()}"
+    environment = {key: value for key, value in os.environ.items() if key.lower() not in ("no_proxy", "all_proxy")}
+    environment.update(TORCH_HOME=str(tmp_path / "torch"), MLFLOW_DISABLE_TELEMETRY="true",
+                       http_proxy=proxy, https_proxy=proxy, HTTP_PROXY=proxy, HTTPS_PROXY=proxy)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run(
+        [str(BIN / "rip"), "run", "--tracking-uri", uri, "--experiment", "squeeze", "--model", "telea",
+         "--images", "sample:1", "--size", "64", "--mask", "32", "--metrics", "ssim,lpips-squeeze"],
+        capture_output=True, text=True, cwd=REPO, env=environment,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    assert f"lpips-squeeze needs torchvision's ImageNet backbone, not in {checkpoints}" in result.stderr
+    assert "`rip prefetch` with the same options as this run fetches it ahead" in result.stderr
+    file_name = "squeezenet1_1-b8a52dc0.pth"
+    assert f"{checkpoints / file_name}  from https://download.pytorch.org/models/{file_name}" in result.stderr
+    assert not (checkpoints / file_name).exists()
+    found = MlflowClient(uri).get_experiment_by_name("squeeze")
+    assert found is None or MlflowClient(uri).search_runs([found.experiment_id]) == []
