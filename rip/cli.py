@@ -8,6 +8,7 @@ import sys
 import click
 
 from analysis.cli import analyze
+from rip import artefacts
 from rip.config import DTYPES, RANDOM_NUMBERS, RESAMPLING_FILTERS, RunConfig, parse_metrics
 from rip.failures import USER_ERRORS, sigterm_interrupts
 from rip.protocol.masks import MASK_ORDERS
@@ -78,6 +79,10 @@ def main():
 @click.option("--step", type=int, default=DEFAULTS.step, show_default=True, help="Measure every STEP percent.")
 @click.option("--size", type=int, default=DEFAULTS.size, show_default=True, help="Letterboxed image side (px).")
 @click.option("--model", default=DEFAULTS.model, show_default=True, help="Diffusers id or folder, tiny, telea, ns, biharmonic.")
+@click.option("--model-revision", default=DEFAULTS.model_revision,
+              help=f"Commit, branch or tag of a hub --model [default: {artefacts.STUDY_MODEL.revision} for "
+                   f"{artefacts.STUDY_MODEL.id}, "
+                   "the repository's default branch for other models].")
 @click.option("--metrics", default=",".join(DEFAULTS.metrics), show_default=True, help="Comma-separated metric names.")
 @click.option("--steps", type=_Optional(int), default=None, help="num_inference_steps [default: the pipeline's].")
 @click.option("--guidance", type=_Optional(float), default=None, help="guidance_scale [default: the pipeline's].")

@@ -29,6 +29,8 @@ FAILURE_TAG = "rip.failure"  # on a FAILED image run: the image, the iteration a
 # inpainters
 TINY_TAG = "rip.meaningless_images"  # a randomly initialised pipeline: its images mean nothing
 SAFETY_CHECKER_TAG = "rip.model_safety_checker"  # whether the model ships a safety checker
+MODEL_SHA256_TAG = "rip.model_sha256"  # 12 hex digits identifying the loaded weight files' content
+PUBLISHED_SHA256_TAG = "rip.model_published_sha256"  # whether those files are the publicly quoted ones
 
 # sweeps
 SWEEP_TAG = "rip.sweep"  # the preset's name, on every configuration run of the sweep
