@@ -156,8 +156,9 @@ REMOVED_LINE = (f"model '{REMOVED.id}' was removed from the Hugging Face hub (No
                 f"does not hold it; the study's default is now its community mirror {MIRROR.id} (pinned at "
                 f"{MIRROR.revision[:12]}): leave --model out, or pass --model {MIRROR.id}")
 GATED = "black-forest-labs/gated-fill"
-GATED_LINE = (f"model '{GATED}' is gated on the Hugging Face hub: accept its conditions on https://huggingface.co/{GATED} "
-              "with your account, then give this machine a token (set HF_TOKEN, or run `hf auth login`)")
+GATED_LINE = (f"model '{GATED}' is gated on the Hugging Face hub: accept its conditions on "
+              f"https://huggingface.co/{GATED} with your account, then give this machine a token (set HF_TOKEN, "
+              "or run `hf auth login`)")
 
 
 @pytest.fixture

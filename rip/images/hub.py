@@ -18,13 +18,14 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from rip import artefacts
 from rip.images.letterbox import to_rgb
-from rip.images.source import SourceImage, draw_indices
+from rip.images.source import Collection, SourceImage, draw_indices
 
 logger = logging.getLogger(__name__)
 
-WIKIART_REPO = "huggan/wikiart"
-WIKIART_REVISION = "d559852d2b232e0fcf195e775866964f0564f2b5"  # pinned: indices must not move
+WIKIART_REPO = artefacts.WIKIART.id
+WIKIART_REVISION = artefacts.WIKIART.revision  # pinned: indices must not move
 WIKIART = f"hf:{WIKIART_REPO}@{WIKIART_REVISION}:train"
 _HEAD = re.compile(r"hf:(?P<repo>[^@:]+?)(?:@(?P<revision>[^:]+))?(?::(?P<split>[A-Za-z_][\w.-]*))?")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -46,6 +47,10 @@ class HubDataset:
     def name(self) -> str:
         """The dataset's short name, the prefix of its image ids (wikiart-00042)."""
         return _UNSAFE.sub("_", Path(self.repo.rstrip("/")).name.lower())
+
+    @property
+    def collection(self) -> Collection:
+        return Collection("parquet" if self.local else "hub", self.repo, self.revision, self.split)
 
     @property
     def cache(self) -> Path:
@@ -92,6 +97,7 @@ def dataset_images(dataset: HubDataset, count: int, seed: int, spec: str) -> lis
             f"{dataset.name}-{index:05d}",
             str(folder / f"{index:05d}.png"),
             labels=tuple(sorted(json.loads((folder / f"{index:05d}.json").read_text()).items())),
+            collection=dataset.collection,
         )
         for index in indices
     ]

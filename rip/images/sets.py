@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from rip.images.hub import WIKIART, dataset_images, parse_dataset
-from rip.images.source import SourceImage, draw_indices
+from rip.images.source import SAMPLE_COLLECTION, Collection, SourceImage, draw_indices
 
 SAMPLE_IMAGES = (
     "astronaut",
@@ -89,7 +89,8 @@ def _draw(images: list[SourceImage], count: int, seed: int, spec: str) -> list[S
 
 def _sample_images() -> list[SourceImage]:
     return [
-        SourceImage(name, "matplotlib:grace_hopper.jpg" if name == "grace_hopper" else f"skimage:{name}")
+        SourceImage(name, "matplotlib:grace_hopper.jpg" if name == "grace_hopper" else f"skimage:{name}",
+                    collection=SAMPLE_COLLECTION)
         for name in SAMPLE_IMAGES
     ]
 
@@ -107,6 +108,7 @@ def _folder_images(folder: Path) -> list[SourceImage]:
         extensions = " ".join(IMAGE_EXTENSIONS)
         raise ValueError(f"no image files in folder {str(folder)!r} (looked for {extensions})")
     folder = Path(os.path.abspath(folder))
+    collection = Collection("folder", str(folder))
     images, taken = [], set()
     for path in sorted(relative, key=lambda path: path.parts):
         base = _UNSAFE.sub("_", "-".join(path.parts))
@@ -115,5 +117,5 @@ def _folder_images(folder: Path) -> list[SourceImage]:
             copy += 1
             image_id = f"{base}-{copy}"
         taken.add(image_id)
-        images.append(SourceImage(image_id, str(folder / path)))
+        images.append(SourceImage(image_id, str(folder / path), collection=collection))
     return images

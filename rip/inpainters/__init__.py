@@ -72,7 +72,8 @@ def load_inpainter(config, device: str):
         dtype = resolve_dtype(config.dtype, device)
         # built in fp32: casting only when another dtype is asked avoids diffusers' cast warning
         pipeline = pipeline.to(device) if dtype == torch.float32 else pipeline.to(device, dtype)
-        inpainter = DiffusionInpainter(pipeline, name="tiny", files=ModelFiles("tiny", "tiny-seed0"), tags=tags, **options)
+        files = ModelFiles("tiny", "tiny-seed0")
+        inpainter = DiffusionInpainter(pipeline, name="tiny", files=files, tags=tags, **options)
     else:
         inpainter = DiffusionInpainter.from_pretrained(
             config.model, device=device, dtype=config.dtype, revision=config.revision, scheduler=config.scheduler,

@@ -111,8 +111,9 @@ def hub_error(model: str, revision: str, local_only: str, error: Exception) -> E
     at = f" at revision {revision}" if revision else ""
     if isinstance(error, GatedRepoError):
         return ModelUnavailableError(
-            f"model {model!r} is gated on the Hugging Face hub: accept its conditions on https://huggingface.co/{model} "
-            "with your account, then give this machine a token (set HF_TOKEN, or run `hf auth login`)"
+            f"model {model!r} is gated on the Hugging Face hub: accept its conditions on "
+            f"https://huggingface.co/{model} with your account, then give this machine a token (set HF_TOKEN, "
+            "or run `hf auth login`)"
         )
     removed = model == artefacts.REMOVED_MODEL.id
     if removed and isinstance(error, (RepositoryNotFoundError, LocalEntryNotFoundError)):

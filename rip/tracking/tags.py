@@ -49,6 +49,10 @@ BEST_TRIAL_TAG = "rip.best_trial"  # on the study run
 BEST_RUN_TAG = "rip.best_run"  # on the study run
 BEST_PARAM_TAG = "rip.best"  # rip.best.<parameter>, on the study run
 
+# a configuration run's inputs (rip.tracking.lineage)
+IMAGES_CONTEXT = "images"  # the context of the image set's dataset input
+MODEL_FILES_ARTIFACT = "model_files.json"  # the weight files loaded, with their SHA-256
+
 # image keys (MLflow's log_image), at step = percent inpainted
 UI_IMAGE_KEY = "generation"  # image runs: the generation (the original at 0)
 GRID_KEY = "generation_grid"  # configuration runs: every image's generation side by side

@@ -110,7 +110,8 @@ def _budget(n_trials: int | None, grid: dict | None) -> int:
 def _definition(space: SearchSpace, base: RunConfig, settings: SearchSettings, metric: str) -> dict:
     """What every worker of the study must agree on, JSON-ready."""
     # as recorded: a field added since a study began is left out while it keeps its old behaviour
-    fixed = {f"config.{key}": value for key, value in json.loads(base.to_json()).items() if key not in PER_WORKER_FIELDS}
+    recorded = json.loads(base.to_json())
+    fixed = {f"config.{key}": value for key, value in recorded.items() if key not in PER_WORKER_FIELDS}
     definition = dict(space=str(space), objective=settings.objective, objective_metric=metric,
                       sampler=settings.sampler, **fixed)
     return json.loads(json.dumps(definition))
