@@ -1,5 +1,6 @@
 """Shared fixtures: a real MLflow server on loopback, small images, small configurations."""
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -120,6 +121,25 @@ def hub_dataset(tmp_path, monkeypatch):
         table.select(range(start, stop)).to_parquet(folder / "data" / f"train-{shard:05d}-of-00002.parquet", batch_size=3)
     table.select(range(4)).to_parquet(folder / "data" / "test-00000-of-00001.parquet")
     return folder
+
+
+def cache_model(cache: Path, repo: str, commit: str, folder: Path, refs: tuple[str, ...] = ("main",)) -> Path:
+    """Put the files of `folder` into a hub cache as `repo` at `commit`, as huggingface_hub does."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = root / "snapshots" / commit
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            blob.write_bytes(data)
+            link = snapshot / path.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    for ref in refs:
+        (root / "refs").mkdir(parents=True, exist_ok=True)
+        (root / "refs" / ref).write_text(commit)
+    return snapshot
 
 
 CHROMIUM = os.environ.get("RIP_CHROMIUM", "/usr/bin/chromium")

@@ -2,7 +2,6 @@
 gated models. Hub answers come from a local server that answers as the hub does (HF_ENDPOINT);
 caches are built in the hub's layout (blobs named by their SHA-256, snapshots linking to them)."""
 
-import hashlib
 import http.server
 import os
 import shutil
@@ -18,29 +17,10 @@ from rip.config import RunConfig
 from rip.inpainters import load_inpainter
 from rip.inpainters.base import ModelUnavailableError
 from rip.inpainters.tiny import build_tiny_pipeline
-from tests.conftest import BIN
+from tests.conftest import BIN, cache_model
 
 MIRROR, REMOVED = artefacts.STUDY_MODEL, artefacts.REMOVED_MODEL
 OTHER_COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def cache_model(cache: Path, repo: str, commit: str, folder: Path, refs: tuple[str, ...] = ("main",)) -> Path:
-    """Put the files of `folder` into a hub cache as `repo` at `commit`, as huggingface_hub does."""
-    root = cache / f"models--{repo.replace('/', '--')}"
-    snapshot = root / "snapshots" / commit
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            data = path.read_bytes()
-            blob = root / "blobs" / hashlib.sha256(data).hexdigest()
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            blob.write_bytes(data)
-            link = snapshot / path.relative_to(folder)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(os.path.relpath(blob, link.parent))
-    for ref in refs:
-        (root / "refs").mkdir(parents=True, exist_ok=True)
-        (root / "refs" / ref).write_text(commit)
-    return snapshot
 
 
 @pytest.fixture(scope="module")

@@ -55,9 +55,13 @@ class HubDataset:
     @property
     def cache(self) -> Path:
         """Where its images are kept: `$RIP_CACHE/hf/OWNER--NAME/REVISION/SPLIT`."""
-        root = Path(os.environ.get("RIP_CACHE") or Path.home() / ".cache" / "rip").expanduser()
         repo = "local--" + self.name if self.local else self.repo.replace("/", "--")
-        return root / "hf" / repo / self.revision / self.split
+        return cache_root() / repo / self.revision / self.split
+
+
+def cache_root() -> Path:
+    """Where dataset rows are kept: `$RIP_CACHE/hf` (default `~/.cache/rip/hf`)."""
+    return Path(os.environ.get("RIP_CACHE") or Path.home() / ".cache" / "rip").expanduser() / "hf"
 
 
 def parse_dataset(head: str, spec: str) -> HubDataset:
@@ -76,19 +80,23 @@ def parse_dataset(head: str, spec: str) -> HubDataset:
     return HubDataset(repo, revision or _latest_revision(repo, spec), split)
 
 
-def dataset_images(dataset: HubDataset, count: int, seed: int, spec: str) -> list:
-    """`count` rows of `dataset` drawn with `seed`, downloaded into its cache when missing."""
+def dataset_images(dataset: HubDataset, count: int, seed: int, spec: str, progress: bool = False) -> list:
+    """`count` rows of `dataset` drawn with `seed`, downloaded into its cache when missing (with a
+    progress bar if `progress`)."""
     folder = dataset.cache
     try:
         manifest = _manifest(dataset, folder)
         indices = draw_indices(sum(manifest["rows"]), count, seed, spec)
         missing = [index for index in indices if not (folder / f"{index:05d}.png").is_file()]
         if missing:
-            _download(dataset, manifest, missing, folder)
-    except OSError as error:
+            _download(dataset, manifest, missing, folder, progress)
+    except ValueError:
+        raise
+    except Exception as error:  # OSError, and the hub client's own network errors, which are not OSErrors
         raise RuntimeError(
             f"{spec} needs images that are not in the cache {folder}, and reading them from "
-            f"{_where(dataset)} failed ({error}). Run once with network access to huggingface.co "
+            f"{_where(dataset)} failed ({error}). Run `rip prefetch` with the same options where huggingface.co "
+            "can be reached "
             f"(or `hf download --repo-type dataset {dataset.repo} --revision {dataset.revision}` elsewhere "
             "and pass the folder as hf:FOLDER)."
         ) from error
@@ -130,8 +138,15 @@ def _manifest(dataset: HubDataset, folder: Path) -> dict:
     return manifest
 
 
-def _download(dataset: HubDataset, manifest: dict, indices: list[int], folder: Path) -> None:
+def _download(dataset: HubDataset, manifest: dict, indices: list[int], folder: Path, progress: bool) -> None:
     """Save rows `indices` (sorted) as PNG + labels JSON, reading only the row groups holding them."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(indices), unit="image", desc=f"{dataset.name} rows", disable=not progress) as bar:
+        _read_rows(dataset, manifest, indices, folder, bar)
+
+
+def _read_rows(dataset: HubDataset, manifest: dict, indices: list[int], folder: Path, bar) -> None:
     import pyarrow.parquet as pq
 
     fs, root = _filesystem(dataset)
@@ -150,6 +165,7 @@ def _download(dataset: HubDataset, manifest: dict, indices: list[int], folder: P
                 if here:
                     logger.info("%s: reading %d image(s) from %s", dataset.repo, len(here), name)
                     _save_rows(parquet, group, start, here, folder, manifest["features"])
+                    bar.update(len(here))
                     wanted = wanted[len(here):]
                 start = end
     if wanted:

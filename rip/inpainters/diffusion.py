@@ -118,20 +118,10 @@ class DiffusionInpainter(Inpainter):
         The safety checker a model ships is left out unless `safety_checker` is set. What was
         loaded (commit, variant, the SHA-256 of each weight file) is in `files`.
         """
-        torch_dtype = resolve_dtype(dtype, device)
-        local_only = _hub_unreachable(model)
-        with warnings.catch_warnings():  # diffusers still passes huggingface_hub a deprecated argument
-            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
-            index, folder = model_index(model, revision, local_only)
-            ships_checker = bool(index.get("safety_checker") and index["safety_checker"][0])
-            if safety_checker and not ships_checker:
-                raise ModelUnavailableError(f"model {model!r} ships no safety checker; run it with safety_checker=false")
-            components = {} if ships_checker and safety_checker else _without_checker(index)
-            variant = "fp16" if torch_dtype == torch.float16 else ""
-            pipeline = _load_pipeline(model, revision, torch_dtype, variant, local_only, components)
+        pipeline, files, ships_checker = load_pipeline(model, resolve_dtype(dtype, device), revision=revision,
+                                                       safety_checker=safety_checker)
         if scheduler is not None:
             replace_scheduler(pipeline, scheduler)
-        files = loaded_files(model, folder, index, variant, left_out={name for name in components if name in index})
         tags = {SAFETY_CHECKER_TAG: "shipped" if ships_checker else "none"}
         return cls(pipeline.to(device), name=model, files=files, tags=tags, **options)
 
@@ -326,6 +316,25 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     if dtype == "auto":
         return torch.float16 if device.startswith("cuda") else torch.float32
     return DTYPES[dtype]
+
+
+def load_pipeline(model: str, dtype: torch.dtype, *, revision: str = "",
+                  safety_checker: bool = False) -> tuple[DiffusionPipeline, ModelFiles, bool]:
+    """Load a hub id (at `revision`; '' = the default branch) or a folder in `dtype`, on the CPU, as
+    `DiffusionInpainter.from_pretrained` does, downloading what the cache lacks when the hub is
+    reachable: the pipeline, what it was loaded from, and whether the model ships a safety checker."""
+    local_only = _hub_unreachable(model)
+    with warnings.catch_warnings():  # diffusers still passes huggingface_hub a deprecated argument
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
+        index, folder = model_index(model, revision, local_only)
+        ships_checker = bool(index.get("safety_checker") and index["safety_checker"][0])
+        if safety_checker and not ships_checker:
+            raise ModelUnavailableError(f"model {model!r} ships no safety checker; run it with safety_checker=false")
+        components = {} if ships_checker and safety_checker else _without_checker(index)
+        variant = "fp16" if dtype == torch.float16 else ""
+        pipeline = _load_pipeline(model, revision, dtype, variant, local_only, components)
+    files = loaded_files(model, folder, index, variant, left_out={name for name in components if name in index})
+    return pipeline, files, ships_checker
 
 
 def _load_pipeline(model: str, revision: str, dtype: torch.dtype, variant: str, local_only: str,
