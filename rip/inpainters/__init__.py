@@ -8,7 +8,7 @@ __all__ = ["BUILTIN_INPAINTERS", "LOADED_FROM", "SCHEDULERS", "call_options", "c
 
 BUILTIN_INPAINTERS = ("tiny", "telea", "ns", "biharmonic")
 LOADED_FROM = (
-    "model", "steps", "guidance", "strength", "prompt", "paste_back", "scheduler", "device", "dtype",
+    "model", "model_revision", "steps", "guidance", "strength", "prompt", "paste_back", "scheduler", "device", "dtype",
     "skip_guidance", "safety_checker", "compile", "channels_last", "fuse_qkv",
 )
 """The configuration fields `load_inpainter` builds an inpainter from (and `batch_size` when compiled)."""
@@ -62,6 +62,7 @@ def load_inpainter(config, device: str):
     if config.model == "tiny":
         import torch
 
+        from rip.inpainters.hub import ModelFiles
         from rip.inpainters.tiny import build_tiny_pipeline
 
         pipeline = build_tiny_pipeline()
@@ -71,10 +72,11 @@ def load_inpainter(config, device: str):
         dtype = resolve_dtype(config.dtype, device)
         # built in fp32: casting only when another dtype is asked avoids diffusers' cast warning
         pipeline = pipeline.to(device) if dtype == torch.float32 else pipeline.to(device, dtype)
-        inpainter = DiffusionInpainter(pipeline, name="tiny", revision="tiny-seed0", tags=tags, **options)
+        files = ModelFiles("tiny", "tiny-seed0")
+        inpainter = DiffusionInpainter(pipeline, name="tiny", files=files, tags=tags, **options)
     else:
         inpainter = DiffusionInpainter.from_pretrained(
-            config.model, device=device, dtype=config.dtype, scheduler=config.scheduler,
+            config.model, device=device, dtype=config.dtype, revision=config.revision, scheduler=config.scheduler,
             safety_checker=config.safety_checker, **options,
         )
     speed_up(inpainter.pipeline, compile=config.compile, channels_last=config.channels_last, fuse_qkv=config.fuse_qkv)

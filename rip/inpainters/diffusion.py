@@ -17,8 +17,9 @@ from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from rip.inpainters.base import Inpainted, Inpainter, InpaintingFailure, ModelUnavailableError, to_arrays, to_batch
+from rip.inpainters.hub import ModelFiles, first_line, hub_error, loaded_files, model_index
 from rip.inpainters.schedules import check_denoising_steps
-from rip.tracking.tags import SAFETY_CHECKER_TAG
+from rip.tracking.tags import MODEL_SHA256_TAG, PUBLISHED_SHA256_TAG, SAFETY_CHECKER_TAG
 
 HUB_CONNECT_TIMEOUT_S = 5
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -76,7 +77,7 @@ class DiffusionInpainter(Inpainter):
         paste_back: bool = False,
         skip_unconditional_guidance: bool = True,
         static_batch: int | None = None,
-        revision: str = "",
+        files: ModelFiles | None = None,
         tags: dict[str, str] | None = None,
     ):
         self.pipeline = pipeline
@@ -93,7 +94,7 @@ class DiffusionInpainter(Inpainter):
             and not guidance_acts_on_empty_prompt(pipeline)
         )
         self.static_batch = static_batch
-        self.revision = revision
+        self.files = files or ModelFiles(name, "in-memory")
         self._tags = tags or {}
         self._embeddings: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self.pipeline.set_progress_bar_config(disable=True)
@@ -105,32 +106,24 @@ class DiffusionInpainter(Inpainter):
         *,
         device: str,
         dtype: str = "auto",
+        revision: str = "",
         scheduler: str | None = None,
         safety_checker: bool = False,
         **options,
     ) -> "DiffusionInpainter":
-        """Load a hub id or local folder in `dtype` (auto: fp16 on CUDA, fp32 elsewhere).
+        """Load a hub id (at `revision`: a commit, branch or tag; '' = the default branch) or a local
+        folder in `dtype` (auto: fp16 on CUDA, fp32 elsewhere); in fp16, the repository's `fp16`
+        variant files where it has them.
 
-        The safety checker a model ships is left out unless `safety_checker` is set.
+        The safety checker a model ships is left out unless `safety_checker` is set. What was
+        loaded (commit, variant, the SHA-256 of each weight file) is in `files`.
         """
-        local_only = _hub_unreachable(model)
-        with warnings.catch_warnings():  # diffusers still passes huggingface_hub a deprecated argument
-            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
-            index = _model_index(model, local_only)
-            ships_checker = bool(index.get("safety_checker") and index["safety_checker"][0])
-            if safety_checker and not ships_checker:
-                raise ModelUnavailableError(f"model {model!r} ships no safety checker; run it with safety_checker=false")
-            components = {} if ships_checker and safety_checker else _without_checker(index)
-            try:
-                pipeline = AutoPipelineForInpainting.from_pretrained(
-                    model, dtype=resolve_dtype(dtype, device), local_files_only=bool(local_only), **components
-                )
-            except (OSError, ValueError, EnvironmentError) as error:
-                raise ModelUnavailableError(f"cannot load inpainting model {model!r}: {error}") from error
+        pipeline, files, ships_checker = load_pipeline(model, resolve_dtype(dtype, device), revision=revision,
+                                                       safety_checker=safety_checker)
         if scheduler is not None:
             replace_scheduler(pipeline, scheduler)
         tags = {SAFETY_CHECKER_TAG: "shipped" if ships_checker else "none"}
-        return cls(pipeline.to(device), name=model, revision=_revision(model), tags=tags, **options)
+        return cls(pipeline.to(device), name=model, files=files, tags=tags, **options)
 
     @property
     def device(self) -> torch.device:
@@ -244,11 +237,17 @@ class DiffusionInpainter(Inpainter):
             "resolved_strength": str(self.strength),
             "guidance_skipped": str(self.guidance_skipped).lower(),
             "safety_checker_loaded": str(getattr(self.pipeline, "safety_checker", None) is not None).lower(),
-            "model_revision": self.revision,
+            "resolved_revision": self.files.revision,
+            "resolved_variant": self.files.variant or "none",
         }
 
     def tags(self) -> dict[str, str]:
-        return self._tags
+        if not self.files.files:
+            return self._tags
+        return {**self._tags, MODEL_SHA256_TAG: self.files.digest, PUBLISHED_SHA256_TAG: self.files.published()}
+
+    def model_files(self) -> dict | None:
+        return self.files.as_json() if self.files.files else None
 
 
 def speed_up(pipeline: DiffusionPipeline, *, compile: bool = False, channels_last: bool = False,
@@ -319,22 +318,44 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def _model_index(model: str, local_only: str) -> dict:
-    """The model's model_index.json; ModelUnavailableError when it cannot be had.
+def load_pipeline(model: str, dtype: torch.dtype, *, revision: str = "",
+                  safety_checker: bool = False) -> tuple[DiffusionPipeline, ModelFiles, bool]:
+    """Load a hub id (at `revision`; '' = the default branch) or a folder in `dtype`, on the CPU, as
+    `DiffusionInpainter.from_pretrained` does, downloading what the cache lacks when the hub is
+    reachable: the pipeline, what it was loaded from, and whether the model ships a safety checker."""
+    local_only = _hub_unreachable(model)
+    with warnings.catch_warnings():  # diffusers still passes huggingface_hub a deprecated argument
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
+        index, folder = model_index(model, revision, local_only)
+        ships_checker = bool(index.get("safety_checker") and index["safety_checker"][0])
+        if safety_checker and not ships_checker:
+            raise ModelUnavailableError(f"model {model!r} ships no safety checker; run it with safety_checker=false")
+        components = {} if ships_checker and safety_checker else _without_checker(index)
+        variant = "fp16" if dtype == torch.float16 else ""
+        pipeline = _load_pipeline(model, revision, dtype, variant, local_only, components)
+    files = loaded_files(model, folder, index, variant, left_out={name for name in components if name in index})
+    return pipeline, files, ships_checker
 
-    `local_only` (why the hub is out of reach, or empty) limits the search to the cache.
-    """
-    from huggingface_hub.errors import HFValidationError
 
+def _load_pipeline(model: str, revision: str, dtype: torch.dtype, variant: str, local_only: str,
+                   components: dict) -> DiffusionPipeline:
+    """`AutoPipelineForInpainting.from_pretrained`, with the `variant` files where the model has them;
+    `local_only` (why the hub is out of reach, or empty) limits it to the cache."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    arguments = dict(revision=revision or None, dtype=dtype, local_files_only=bool(local_only), **components)
     try:
-        return DiffusionPipeline.load_config(model, local_files_only=bool(local_only))
-    except (OSError, ValueError, HFValidationError) as error:
-        reason = f"it is not in the Hugging Face cache and {local_only}" if local_only else _first_line(error)
-        raise ModelUnavailableError(
-            f"cannot load inpainting model {model!r}: {reason}.\n"
-            "A hub model is downloaded from huggingface.co on first use; offline, download it "
-            f"elsewhere (`hf download {model}`) into the Hugging Face cache, or pass a local folder."
-        ) from error
+        try:
+            return AutoPipelineForInpainting.from_pretrained(model, variant=variant or None, **arguments)
+        except ValueError as error:
+            if not variant or "no such modeling files are available" not in str(error):
+                raise
+            return AutoPipelineForInpainting.from_pretrained(model, **arguments)  # the model has no such variant
+    except (OSError, ValueError, HfHubHTTPError) as error:
+        cause = hub_error(model, revision, local_only, error)
+        if cause is not error:
+            raise cause from error
+        raise ModelUnavailableError(f"cannot load inpainting model {model!r}: {first_line(error)}") from error
 
 
 def _hub_unreachable(model: str) -> str:
@@ -365,10 +386,6 @@ def _without_checker(index: dict) -> dict:
     return {"safety_checker": None, "requires_safety_checker": False}
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 def _call_defaults(pipeline: DiffusionPipeline) -> dict[str, float]:
     """The pipeline's own `__call__` defaults for steps, guidance and strength."""
     parameters = inspect.signature(pipeline.__call__).parameters
@@ -377,13 +394,3 @@ def _call_defaults(pipeline: DiffusionPipeline) -> dict[str, float]:
         name: parameters[name].default if name in parameters else value
         for name, value in fallback.items()
     }
-
-
-def _revision(model: str) -> str:
-    """The commit of a cached hub model, or 'local' for a folder."""
-    if Path(model).is_dir():
-        return "local"
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(model, "model_index.json")
-    return Path(cached).parent.name if isinstance(cached, str) else "unknown"

@@ -222,7 +222,7 @@ class SweepWorker:
         device, inpainter, metrics = self.models.get(config)
         params = run_params(config, inpainter, device, self.environment)
         recorder = RunRecorder(self.client, config, sources, params, spool_root=default_spool_root(),
-                               retrying=self.retrying)
+                               retrying=self.retrying, model_files=inpainter.model_files())
 
         # 2. The configuration's run: found, or created by the first worker that needs it
         with self.lock:

@@ -29,6 +29,8 @@ FAILURE_TAG = "rip.failure"  # on a FAILED image run: the image, the iteration a
 # inpainters
 TINY_TAG = "rip.meaningless_images"  # a randomly initialised pipeline: its images mean nothing
 SAFETY_CHECKER_TAG = "rip.model_safety_checker"  # whether the model ships a safety checker
+MODEL_SHA256_TAG = "rip.model_sha256"  # 12 hex digits identifying the loaded weight files' content
+PUBLISHED_SHA256_TAG = "rip.model_published_sha256"  # whether those files are the publicly quoted ones
 
 # sweeps
 SWEEP_TAG = "rip.sweep"  # the preset's name, on every configuration run of the sweep
@@ -46,6 +48,10 @@ SPACE_TAG = "rip.space"  # on the study run: the searched space, e.g. "mask=64,1
 BEST_TRIAL_TAG = "rip.best_trial"  # on the study run
 BEST_RUN_TAG = "rip.best_run"  # on the study run
 BEST_PARAM_TAG = "rip.best"  # rip.best.<parameter>, on the study run
+
+# a configuration run's inputs (rip.tracking.lineage)
+IMAGES_CONTEXT = "images"  # the context of the image set's dataset input
+MODEL_FILES_ARTIFACT = "model_files.json"  # the weight files loaded, with their SHA-256
 
 # image keys (MLflow's log_image), at step = percent inpainted
 UI_IMAGE_KEY = "generation"  # image runs: the generation (the original at 0)

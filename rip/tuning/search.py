@@ -7,7 +7,6 @@ when one of them dies, its heartbeats stop, its trial is marked FAIL and retried
 parameters by a worker that is still alive.
 """
 
-import dataclasses
 import json
 import math
 import os
@@ -110,7 +109,9 @@ def _budget(n_trials: int | None, grid: dict | None) -> int:
 
 def _definition(space: SearchSpace, base: RunConfig, settings: SearchSettings, metric: str) -> dict:
     """What every worker of the study must agree on, JSON-ready."""
-    fixed = {f"config.{key}": value for key, value in dataclasses.asdict(base).items() if key not in PER_WORKER_FIELDS}
+    # as recorded: a field added since a study began is left out while it keeps its old behaviour
+    recorded = json.loads(base.to_json())
+    fixed = {f"config.{key}": value for key, value in recorded.items() if key not in PER_WORKER_FIELDS}
     definition = dict(space=str(space), objective=settings.objective, objective_metric=metric,
                       sampler=settings.sampler, **fixed)
     return json.loads(json.dumps(definition))
