@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 from huggingface_hub import constants
