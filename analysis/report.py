@@ -246,10 +246,13 @@ def _labels(frame: pd.DataFrame, out: _Outputs, metric: str) -> Section | None:
     out.table(tests, "statistics/label_tests.csv")
     blocks = [Text("Final distance of each image (mean over its runs) per group of each label; n: images. "
                    "Kruskal–Wallis tests whether the groups differ.")]
-    for label in sorted(breakdown["label"].unique()):
-        name = label.removeprefix("label_")
-        caption = f"{metric_label(breakdown['distance'].iloc[0])} by {name}"
-        blocks.append(out.figure(figures.label_figure(breakdown, label, frame), f"figures/label_{slug(name)}", caption))
+    for group, rows in groups(frame):  # a figure per condition: its bars are one per mask and label group
+        here = label_breakdown(rows, metric)
+        for label in sorted(here["label"].unique()):
+            name = label.removeprefix("label_")
+            caption = f"{metric_label(here['distance'].iloc[0])} by {name}" + (f" ({group})" if group else "")
+            stem = f"figures/label_{slug(name)}" + (f"-{group}" if group else "")
+            blocks.append(out.figure(figures.label_figure(here, label, rows), stem, caption))
     blocks += [Table(breakdown, "Per group:", "statistics/labels.csv"),
                Table(tests, "Kruskal–Wallis across groups:", "statistics/label_tests.csv")]
     return Section("By image label", blocks)
