@@ -27,7 +27,7 @@ averages each image's values over the scopes, each divided by its scope's mean d
 6c. run-to-run SD with the larger / the smaller of two adjacent masks: > 1 + min_effect
 7a. share of images with a point outside Tukey's fences (1.5 IQR per checkpoint), VGG / another network: < 1 − min_effect
 7b. VGG's run-to-run CV / another network's: < 1 − min_effect
-8a. share of images whose own growth (as in 1) exceeds min_effect: > 1/2
+8a. share of images whose own growth (as in 1; its lower 95 % bound from the image's OLS fit) exceeds min_effect: > 1/2
 8b. share of images whose own relative distance rises by more than min_effect with the larger mask: > 1/2
 An image's relative level: its distance over the mean of all images at each checkpoint,
 averaged over the checkpoints. Ratios of means have Fieller intervals and one-sided t-tests.
@@ -43,6 +43,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from analysis import effects
 from analysis.cubes import Cube, cubes, nanmean
@@ -334,14 +335,18 @@ def vgg_lowest_deviations(cube: Cube, rules: Rules, context: str) -> list[dict]:
 
 
 def images_grow(cube: Cube, rules: Rules, context: str) -> list[dict]:
-    """8a. Most images' own curves grow by more than min_effect."""
-    if len(cube.percents) < 2:
-        return [_lacking("8a", context, f"{len(cube.percents)} checkpoint(s) from 50 %")]
-    rule = (f"share of images whose growth {_span(cube.percents)} / mean distance at {cube.percents[0]} % exceeds "
+    """8a. Most images' own curves grow by more than min_effect, beyond their own noise: the lower
+    95 % bound of each image's OLS growth."""
+    p = cube.percents
+    if len(p) < 3:
+        return [_lacking("8a", context, f"{len(p)} checkpoint(s) from 50 %: no image's own interval")]
+    curves = cube.curves
+    low = _ols(curves, p)[1] * (p[-1] - p[0]) / nanmean(curves[..., 0], 0)
+    rule = (f"share of images whose own growth {_span(p)} (OLS, lower 95 % bound) / mean distance at {p[0]} % exceeds "
             f"{rules.min_effect}, Clopper–Pearson 95 %: holds when above 0.5 and Holm p < {rules.alpha}")
     return [_effect_row("8a", context, effects.share_above(x, rules.min_effect), "share of images", "> 0.5", rule,
-                        mask=mask, metric=metric, checkpoints=_span(cube.percents), side="greater", bound=0.5)
-            for mask, metric, x in _scopes(cube, _relative_growth(cube))]
+                        mask=mask, metric=metric, checkpoints=_span(p), side="greater", bound=0.5)
+            for mask, metric, x in _scopes(cube, low)]
 
 
 def images_drift_with_mask(cube: Cube, rules: Rules, context: str) -> list[dict]:
@@ -454,15 +459,25 @@ def _run_sd(values: np.ndarray) -> np.ndarray:
 
 def _slopes(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """OLS slope of y on x along the last axis over the finite points; NaN with fewer than two."""
+    return _ols(y, x)[0]
+
+
+def _ols(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OLS slope of y on x along the last axis over the finite points, and its lower 95 % bound (t
+    with n − 2 degrees of freedom; NaN with fewer than three points)."""
     finite = np.isfinite(y)
     count = finite.sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         xm = np.where(finite, x, 0).sum(-1) / count
         ym = np.where(finite, y, 0).sum(-1) / count
         dx = np.where(finite, x - xm[..., None], 0)
+        dy = np.where(finite, y - ym[..., None], 0)
         sxx = (dx**2).sum(-1)
-        slope = (dx * np.where(finite, y - ym[..., None], 0)).sum(-1) / sxx
-    return np.where((count >= 2) & (sxx > 0), slope, np.nan)
+        slope = (dx * dy).sum(-1) / sxx
+        residual = ((dy - slope[..., None] * dx) ** 2).sum(-1) / (count - 2)
+        low = slope - special.stdtrit(np.maximum(count - 2, 1), 0.5 + effects.CONFIDENCE / 2) * np.sqrt(residual / sxx)
+    slope = np.where((count >= 2) & (sxx > 0), slope, np.nan)
+    return slope, np.where(count >= 3, low, np.nan)
 
 
 def _halves(p: np.ndarray) -> tuple[slice, slice]:
