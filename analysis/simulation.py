@@ -15,13 +15,18 @@ to a run's image, normal for VGG (SD noise_sd), Student t for the others (SD oth
 times (p / 50)^−noise_decay. At 0 % d = 0.
 """
 
+import os
+import tempfile
 import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from PIL import Image
 
 from analysis.load import CONFIG_TAG, IMAGE_TAG, KIND_TAG, LABEL_TAG, PARENT_TAG
 from rip.config import STUDY_MODEL, RunConfig
@@ -141,13 +146,15 @@ def _frame(study: Study, values: np.ndarray, failed: dict) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def write_store(client: MlflowClient, frame: pd.DataFrame, params: dict[str, str] | None = None) -> dict[str, str]:
+def write_store(client: MlflowClient, frame: pd.DataFrame, params: dict[str, str] | None = None,
+                originals: bool = True, threads: int = 4) -> dict[str, str]:
     """Log `frame` (one experiment per value of its `experiment` column) as `rip run` does: per
     configuration a run tagged rip.kind=configuration with its rip.config, per image a nested run
     tagged rip.kind=image with its metrics at step = percent, labels as rip.label.<name>, and
-    status FINISHED or FAILED (tagged rip.failure). `params` are added to every run's parameters.
-    Returns the experiment ids by name."""
-    ids = {}
+    status FINISHED or FAILED (tagged rip.failure). `params` are added to every run's parameters;
+    with `originals`, each image run logs an `original.png` (a small random image; no generations).
+    Image runs are logged by `threads` threads. Returns the experiment ids by name."""
+    ids, parents, jobs = {}, [], []
     labels = [c for c in frame.columns if c.startswith("label_")]
     for (experiment, parent), runs in frame.groupby(["experiment", "parent_run_id"], sort=True):
         if experiment not in ids:
@@ -162,20 +169,40 @@ def write_store(client: MlflowClient, frame: pd.DataFrame, params: dict[str, str
         tags = {KIND_TAG: "configuration", CONFIG_TAG: config.to_json()}
         parent_id = client.create_run(ids[experiment], run_name=parent).info.run_id
         client.log_batch(parent_id, params=run_params, tags=[RunTag(k, v) for k, v in tags.items()])
+        parents.append(parent_id)
         for image, rows in runs.groupby("image_id", sort=True):
             image_tags = {PARENT_TAG: parent_id, KIND_TAG: "image", IMAGE_TAG: image, CONFIG_TAG: config.to_json(),
                           **{LABEL_TAG + c.removeprefix("label_"): str(rows[c].iloc[0]) for c in labels}}
-            run_id = client.create_run(ids[experiment], run_name=image, tags=image_tags).info.run_id
-            timestamp = int(time.time() * 1000)
-            metrics = [Metric(key, float(value), timestamp, int(percent))
-                       for key, value, percent in rows[["metric", "value", "percent"]].itertuples(index=False)]
-            metrics += [Metric("iteration", float(it), timestamp, int(percent))
-                        for percent, it in rows[["percent", "iteration"]].drop_duplicates().itertuples(index=False)]
-            for start in range(0, len(metrics), 1000):
-                client.log_batch(run_id, metrics=metrics[start:start + 1000], params=run_params if start == 0 else [])
-            status = rows["status"].iloc[0]
-            if status == "FAILED":
-                client.set_tag(run_id, FAILURE_TAG, f"{image}: simulated failure")
-            client.set_terminated(run_id, status)
+            jobs.append((ids[experiment], image, image_tags, run_params, rows))
+
+    def image_run(job) -> None:
+        experiment_id, image, image_tags, run_params, rows = job
+        run_id = client.create_run(experiment_id, run_name=image, tags=image_tags).info.run_id
+        if originals:
+            _log_original(client, run_id, image)
+        timestamp = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), timestamp, int(percent))
+                   for key, value, percent in rows[["metric", "value", "percent"]].itertuples(index=False)]
+        metrics += [Metric("iteration", float(it), timestamp, int(percent))
+                    for percent, it in rows[["percent", "iteration"]].drop_duplicates().itertuples(index=False)]
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[start:start + 1000], params=run_params if start == 0 else [])
+        status = rows["status"].iloc[0]
+        if status == "FAILED":
+            client.set_tag(run_id, FAILURE_TAG, f"{image}: simulated failure")
+        client.set_terminated(run_id, status)
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(image_run, jobs))
+    for parent_id in parents:
         client.set_terminated(parent_id, "FINISHED")
     return ids
+
+
+def _log_original(client: MlflowClient, run_id: str, image: str) -> None:
+    """A small random picture as the run's original.png, the same for every run of `image`."""
+    pixels = np.random.default_rng(zlib.crc32(image.encode())).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "original.png")
+        Image.fromarray(pixels).save(path)
+        client.log_artifact(run_id, path)
