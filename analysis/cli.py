@@ -38,9 +38,10 @@ class _EchoHandler(logging.Handler):
               help="Log the outputs as artifacts of an analysis run (tag rip.kind=analysis).")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=Rules.alpha,
               show_default=True, help="Chance of any false 'holds' in the verdict table (Holm-adjusted p-values).")
-@click.option("--min-effect", type=click.FloatRange(min=0), default=Rules.min_effect, show_default=True,
+@click.option("--min-effect", type=click.FloatRange(0, 1, max_open=True), default=Rules.min_effect, show_default=True,
               help="Smallest relative change a verdict calls real (0.05: 5 % of the distance).")
-@click.option("--agreement-rho", type=click.FloatRange(-1, 1), default=Rules.agreement_rho, show_default=True,
+@click.option("--agreement-rho", type=click.FloatRange(-1, 1, min_open=True, max_open=True), default=Rules.agreement_rho,
+              show_default=True,
               help="Spearman rho above which two networks rank the images alike ('strong' from 0.7).")
 @click.option("--large-cv", type=click.FloatRange(min=0, min_open=True), default=Rules.large_cv, show_default=True,
               help="Coefficient of variation across images above which their spread is called significant.")

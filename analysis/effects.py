@@ -49,6 +49,26 @@ def ratios_of_means(a: np.ndarray, b: np.ndarray, bound: float, side: str,
             for v, lo, hi, pv, k in zip(value, low, high, p, n)]
 
 
+def geometric_ratios(a: np.ndarray, b: np.ndarray, bound: float, side: str) -> list[Effect]:
+    """Per column of `a` and `b` (images × columns): the geometric mean over images of a / b, with
+    its t interval on the log scale; the claim is that ratio > `bound` (side "greater") or < `bound`
+    ("less"), tested by the one-sided t-test of log(a / b) − log(bound). Images where a or b is not
+    positive are left out (and counted out of n). Each image's own scale cancels in its ratio."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.where((a > 0) & (b > 0), np.log(a / b), np.nan)
+    valid = np.isfinite(logs)
+    logs = np.where(valid, logs, 0.0)
+    sign = 1.0 if side == "greater" else -1.0
+    p = _t_greater(sign * np.where(valid, logs - math.log(bound), 0.0), valid)
+    n = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = logs.sum(axis=0) / n
+        se = np.sqrt((np.where(valid, logs - mean, 0.0) ** 2).sum(axis=0) / (n - 1) / n)
+        half = special.stdtrit(np.maximum(n - 1, 1), 0.5 + CONFIDENCE / 2) * se
+    return [Effect(math.exp(m), math.exp(m - h), math.exp(m + h), float(pv), int(k)) if k >= 3
+            else Effect(np.nan, np.nan, np.nan, np.nan, int(k)) for m, h, pv, k in zip(mean, half, p, n)]
+
+
 def equivalent_ratio(a, b, margins: tuple[float, float]) -> Effect:
     """mean(a) / mean(b) inside `margins`: two one-sided tests (TOST), 90 % Fieller interval."""
     a, b = np.asarray(a, dtype=float)[:, None], np.asarray(b, dtype=float)[:, None]

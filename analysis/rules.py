@@ -12,3 +12,11 @@ class Rules:
     agreement_rho: float = 0.7  # "strong" correlation from 0.70 (Schober et al. 2018, Anesth. Analg. 126:1763)
     large_cv: float = 0.2  # "significant" spread across images: an SD of at least a fifth of the mean
     equivalence: tuple[float, float] = (0.8, 1.25)  # "comparable" ratio: the bioequivalence margins (FDA 2001)
+
+    def __post_init__(self):
+        checks = {"alpha": 0 < self.alpha < 1, "min_effect": 0 <= self.min_effect < 1,
+                  "agreement_rho": -1 < self.agreement_rho < 1, "large_cv": self.large_cv > 0,
+                  "equivalence": 0 < self.equivalence[0] < 1 < self.equivalence[1]}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{name} out of range: {getattr(self, name)!r}")

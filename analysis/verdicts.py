@@ -30,7 +30,9 @@ averages each image's values over the scopes, each divided by its scope's mean d
 8a. share of images whose own growth (as in 1; its lower 95 % bound from the image's OLS fit) exceeds min_effect: > 1/2
 8b. share of images whose own relative distance rises by more than min_effect with the larger mask: > 1/2
 An image's relative level: its distance over the mean of all images at each checkpoint,
-averaged over the checkpoints. Ratios of means have Fieller intervals and one-sided t-tests.
+averaged over the checkpoints. Ratios of means (1, 2a, 2b, 4b, 7a) have Fieller intervals and
+one-sided t-tests; ratios taken per image (3, 6b, 6c, 7b: its own scale cancels) are summarised by
+their geometric mean over images, with a t interval of the mean log ratio.
 
 By default only images complete in every configuration of their condition are used (see
 `analysis.cubes`); `incomplete` counts the others and `verdict_with_incomplete` gives each
@@ -173,19 +175,18 @@ def masks_drift(cube: Cube, rules: Rules, context: str) -> list[dict]:
         return [_lacking("3", context, f"{len(cube.masks)} mask size(s)")]
     curves, p = cube.curves, cube.percents
     bound = 1 + rules.min_effect
-    rule = (f"distance with the larger / the smaller mask at each checkpoint, Fieller 95 %: holds when above {bound:g} "
-            f"at every one (p: the largest), Holm p < {rules.alpha}")
-    scale = nanmean(curves, axis=(0, 1, 3))  # per metric
+    rule = (f"distance with the larger / the smaller mask at each checkpoint, geometric mean over images, t 95 %: "
+            f"holds when above {bound:g} at every one (p: the largest) and Holm p < {rules.alpha}")
     rows = []
     for j in range(len(cube.masks) - 1):
         large, small = curves[:, j + 1], curves[:, j]  # (images, metrics, checkpoints)
         compared = f"mask {cube.masks[j + 1]} vs {cube.masks[j]}"
         scopes = [(name, large[:, k], small[:, k]) for k, name in enumerate(cube.metrics)]
-        if len(cube.metrics) > 1:
-            scopes.append((POOLED, nanmean(large / scale[:, None], 1), nanmean(small / scale[:, None], 1)))
+        if len(cube.metrics) > 1:  # each image's ratio over the metrics: the geometric mean of theirs
+            scopes.append((POOLED, _geometric_mean(large / small, 1), np.ones_like(small[:, 0])))
         for metric, a, b in scopes:
-            each = effects.ratios_of_means(a, b, bound, "greater")  # a column per checkpoint
-            worst = int(np.nanargmax([e.p_value if np.isfinite(e.p_value) else np.inf for e in each]))
+            each = effects.geometric_ratios(a, b, bound, "greater")  # a column per checkpoint
+            worst = int(np.argmax([e.p_value if np.isfinite(e.p_value) else np.inf for e in each]))
             held = sum(e.p_value < rules.alpha and e.low > bound for e in each)
             row = _effect_row("3", context, each[worst], f"ratio at {p[worst]} % (the weakest checkpoint)", f"> {bound:g}",
                               rule, metric=metric, compared=compared, checkpoints=_span(p),
@@ -275,10 +276,10 @@ def shrinking(cube: Cube, rules: Rules, context: str) -> list[dict]:
     early, late = _halves(p)
     sd = _run_sd(cube.values)
     bound = 1 - rules.min_effect
-    rule = (f"run-to-run SD over {_span(p[late])} / over {_span(p[early])}, Fieller 95 %: holds when below {bound:g} "
-            f"and Holm p < {rules.alpha}")
-    return _ratios("6b", cube, context, nanmean(sd[..., late], -1), nanmean(sd[..., early], -1), bound, "less",
-                   "late run SD / early run SD", _span(p), rule)
+    rule = (f"run-to-run SD over {_span(p[late])} / over {_span(p[early])}, geometric mean over images, t 95 %: holds "
+            f"when below {bound:g} and Holm p < {rules.alpha}")
+    return _geometric("6b", cube, context, nanmean(sd[..., late], -1) / nanmean(sd[..., early], -1), bound, "less",
+                      "late run SD / early run SD", rule)
 
 
 def runs_vary_with_mask(cube: Cube, rules: Rules, context: str) -> list[dict]:
@@ -287,19 +288,20 @@ def runs_vary_with_mask(cube: Cube, rules: Rules, context: str) -> list[dict]:
         return [_lacking("6c", context, "no image has several runs" if cube.values.shape[3] < 2 else "one mask size")]
     sd = nanmean(_run_sd(cube.values), -1)  # (images, masks, metrics)
     bound = 1 + rules.min_effect
-    scale = nanmean(cube.curves, axis=(0, 1, 3))
-    rule = (f"run-to-run SD with the larger / the smaller mask ({_span(cube.percents)}), Fieller 95 %: holds when above "
-            f"{bound:g} and Holm p < {rules.alpha}")
+    rule = (f"run-to-run SD with the larger / the smaller mask ({_span(cube.percents)}), geometric mean over images, "
+            f"t 95 %: holds when above {bound:g} and Holm p < {rules.alpha}")
     rows = []
     for j in range(len(cube.masks) - 1):
-        compared = f"mask {cube.masks[j + 1]} vs {cube.masks[j]}"
-        scopes = [(name, sd[:, j + 1, k], sd[:, j, k]) for k, name in enumerate(cube.metrics)]
+        ratio = sd[:, j + 1] / sd[:, j]  # (images, metrics)
+        scopes = [(name, ratio[:, k]) for k, name in enumerate(cube.metrics)]
         if len(cube.metrics) > 1:
-            scopes.append((POOLED, nanmean(sd[:, j + 1] / scale, 1), nanmean(sd[:, j] / scale, 1)))
-        for metric, a, b in scopes:
-            rows.append(_effect_row("6c", context, effects.ratio_of_means(a, b, bound, "greater"), "run SD ratio",
-                                    f"> {bound:g}", rule, metric=metric, compared=compared,
-                                    checkpoints=_span(cube.percents), side="greater", bound=bound))
+            scopes.append((POOLED, _geometric_mean(ratio, 1)))
+        found = effects.geometric_ratios(np.stack([x for _, x in scopes], 1), np.ones((len(ratio), len(scopes))),
+                                         bound, "greater")
+        rows += [_effect_row("6c", context, effect, "run SD ratio", f"> {bound:g}", rule, metric=metric,
+                             compared=f"mask {cube.masks[j + 1]} vs {cube.masks[j]}", checkpoints=_span(cube.percents),
+                             side="greater", bound=bound)
+                 for (metric, _), effect in zip(scopes, found)]
     return rows
 
 
@@ -327,11 +329,20 @@ def vgg_lowest_deviations(cube: Cube, rules: Rules, context: str) -> list[dict]:
     if not pairs or cube.values.shape[3] < 2 or len(cube.percents) < 1:
         return [_lacking("7b", context, "needs VGG, another network of its family and images with several runs")]
     with np.errstate(invalid="ignore", divide="ignore"):
-        cv = nanmean(_run_sd(cube.values) / cube.curves, -1)
+        cv = nanmean(_run_sd(cube.values) / cube.curves, -1)  # (images, masks, metrics)
     bound = 1 - rules.min_effect
-    rule = (f"run-to-run CV ({_span(cube.percents)}), VGG / other, Fieller 95 %: holds when below {bound:g} and Holm "
-            f"p < {rules.alpha}")
-    return _pair_rows("7b", cube, context, pairs, cv, bound, "run CV ratio", rule)
+    rule = (f"run-to-run CV ({_span(cube.percents)}), VGG / other, geometric mean over images, t 95 %: holds when "
+            f"below {bound:g} and Holm p < {rules.alpha}")
+    rows = []
+    for vgg, other in pairs:
+        scopes = _over_masks(cube, cv[..., vgg] / cv[..., other], np.ones_like(cv[..., vgg]), geometric=True)
+        found = effects.geometric_ratios(np.stack([x for _, x, _ in scopes], 1), np.stack([y for *_, y in scopes], 1),
+                                         bound, "less")
+        rows += [_effect_row("7b", context, effect, "run CV ratio", f"< {bound:g}", rule, mask=mask,
+                             compared=f"{cube.metrics[vgg]} vs {cube.metrics[other]}",
+                             checkpoints=_span(cube.percents), side="less", bound=bound)
+                 for (mask, _, _), effect in zip(scopes, found)]
+    return rows
 
 
 def images_grow(cube: Cube, rules: Rules, context: str) -> list[dict]:
@@ -391,6 +402,17 @@ def _ratios(finding, cube, context, a, b, bound, side, statistic, checkpoints, r
             for (mask, metric, _, _), effect in zip(scopes, found)]
 
 
+def _geometric(finding, cube, context, ratio, bound, side, statistic, rule) -> list[dict]:
+    """Rows of the geometric mean of per-image ratios (images × masks × metrics) per mask and metric,
+    and pooled over all (each image's geometric mean over the scopes)."""
+    scopes = _scopes(cube, ratio, geometric=True)
+    found = effects.geometric_ratios(np.stack([x for *_, x in scopes], 1), np.ones((len(ratio), len(scopes))), bound,
+                                     side)
+    return [_effect_row(finding, context, effect, statistic, f"{'>' if side == 'greater' else '<'} {bound:g}", rule,
+                        mask=mask, metric=metric, checkpoints=_span(cube.percents), side=side, bound=bound)
+            for (mask, metric, _), effect in zip(scopes, found)]
+
+
 def _pair_rows(finding, cube, context, pairs, values, bound, statistic, rule) -> list[dict]:
     """Rows of VGG / other network ratios of means per mask and pooled over masks."""
     rows = []
@@ -403,20 +425,29 @@ def _pair_rows(finding, cube, context, pairs, values, bound, statistic, rule) ->
     return rows
 
 
-def _scopes(cube: Cube, values: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
-    """(mask, metric, per-image values) per mask and metric, and pooled (values: images × masks × metrics, scale-free)."""
+def _scopes(cube: Cube, values: np.ndarray, geometric: bool = False) -> list[tuple[str, str, np.ndarray]]:
+    """(mask, metric, per-image values) per mask and metric, and pooled: each image's mean (geometric
+    mean for ratios) over them (values: images × masks × metrics, scale-free)."""
     scopes = [(str(mask), name, values[:, j, k]) for j, mask in enumerate(cube.masks) for k, name in enumerate(cube.metrics)]
     if len(scopes) > 1:
-        scopes.append((POOLED, POOLED, nanmean(values, (1, 2))))
+        scopes.append((POOLED, POOLED, (_geometric_mean if geometric else nanmean)(values, (1, 2))))
     return scopes
 
 
-def _over_masks(cube: Cube, x: np.ndarray, y: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _over_masks(cube: Cube, x: np.ndarray, y: np.ndarray,
+                geometric: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(mask, x, y) per mask and pooled over masks (x, y: images × masks, scale-free)."""
     scopes = [(str(mask), x[:, j], y[:, j]) for j, mask in enumerate(cube.masks)]
     if len(scopes) > 1:
-        scopes.append((POOLED, nanmean(x, 1), nanmean(y, 1)))
+        mean = _geometric_mean if geometric else nanmean
+        scopes.append((POOLED, mean(x, 1), mean(y, 1)))
     return scopes
+
+
+def _geometric_mean(values: np.ndarray, axis) -> np.ndarray:
+    """Geometric mean over `axis` of the positive finite values; NaN where there are none."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.exp(nanmean(np.where(values > 0, np.log(values), np.nan), axis))
 
 
 def _network_pairs(cube: Cube) -> list[tuple[int, int]]:
