@@ -121,8 +121,6 @@ def _table(contexts: list[tuple[str, Cube]], rules: Rules) -> pd.DataFrame:
     holds = tested & table["supports"] & (table["p_adjusted"] < rules.alpha)
     table["verdict"] = np.where(holds, HOLDS, np.where(tested, FAILS, UNKNOWN))
     table["contradicted"] = tested & table["against"]
-    for column in ("incomplete", "verdict_with_incomplete"):
-        table[column] = None
     return table
 
 
@@ -313,7 +311,10 @@ def vgg_fewest_outliers(cube: Cube, rules: Rules, context: str) -> list[dict]:
     curves = cube.curves
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a checkpoint no image reached
-        q1, q3 = (np.percentile if np.isfinite(curves).all() else np.nanpercentile)(curves, [25, 75], axis=0)
+        if not len(curves):
+            q1 = q3 = np.full(curves.shape[1:], np.nan)
+        else:
+            q1, q3 = (np.percentile if np.isfinite(curves).all() else np.nanpercentile)(curves, [25, 75], axis=0)
     fence = 1.5 * (q3 - q1)
     outside = (curves < q1 - fence) | (curves > q3 + fence)
     flagged = np.where(np.isfinite(curves).any(-1), outside.any(-1), np.nan)  # (images, masks, metrics)
