@@ -100,7 +100,7 @@ def simulate(study: Study, rng: np.random.Generator) -> pd.DataFrame:
         noise = np.where(vgg[None, None, :, None, None], noise, heavy)
     noise_decay = (np.maximum(p, 1) / 50) ** -study.noise_decay
     log = log + np.where(vgg, study.noise_sd, study.other_noise_sd)[None, None, :, None, None] * noise_decay * noise
-    values = np.where(later, np.exp(log), 0.0)
+    values = np.exp(np.where(later, log, -np.inf))  # 0 at 0 %
     return _frame(study, values, _failures(study, rng))
 
 
