@@ -304,7 +304,7 @@ def runs_vary_with_mask(cube: Cube, rules: Rules, context: str) -> list[dict]:
 
 
 def vgg_fewest_outliers(cube: Cube, rules: Rules, context: str) -> list[dict]:
-    """7a. VGG has fewer points outside Tukey's fences than each other network of its family."""
+    """7a. Fewer images have a point outside Tukey's fences under VGG than under each other network of its family."""
     pairs = _vgg_pairs(cube)
     if not pairs or len(cube.percents) < 1:
         return [_lacking("7a", context, "needs VGG and another network of its family")]
