@@ -34,7 +34,7 @@ def distances(frame: pd.DataFrame) -> pd.DataFrame:
     keep = frame[~frame["metric"].isin(SIMILARITIES - set(BOUNDED_SIMILARITIES))].copy()
     similarity = keep["metric"].isin(set(BOUNDED_SIMILARITIES))
     keep["distance"] = keep["value"].where(~similarity, 1 - keep["value"])
-    keep["distance_name"] = keep["metric"].map(lambda m: BOUNDED_SIMILARITIES.get(m, m))
+    keep["distance_name"] = keep["metric"].map({m: BOUNDED_SIMILARITIES.get(m, m) for m in keep["metric"].unique()})
     return keep
 
 
