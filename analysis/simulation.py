@@ -28,10 +28,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from PIL import Image
 
-from analysis.load import CONFIG_TAG, IMAGE_TAG, KIND_TAG, LABEL_TAG, PARENT_TAG
 from rip.config import STUDY_MODEL, RunConfig
+from rip.tracking.tags import CONFIG_TAG, FAILURE_TAG, IMAGE_TAG, KIND_TAG, LABEL_TAG, PARENT_TAG
 
-FAILURE_TAG = "rip.failure"
 SCALES = {"lpips_alex": 0.4, "lpips_squeeze": 0.35, "lpips_vgg": 0.5}  # typical levels of the study's networks
 CURVES = {  # the mean curve's shape from 50 % on
     "saturating": lambda p: 1 - np.exp(-p / 150) + 0.3 * p / 400,  # rises ever more slowly, never flat
@@ -172,7 +171,7 @@ def write_store(client: MlflowClient, frame: pd.DataFrame, params: dict[str, str
         parents.append(parent_id)
         for image, rows in runs.groupby("image_id", sort=True):
             image_tags = {PARENT_TAG: parent_id, KIND_TAG: "image", IMAGE_TAG: image, CONFIG_TAG: config.to_json(),
-                          **{LABEL_TAG + c.removeprefix("label_"): str(rows[c].iloc[0]) for c in labels}}
+                          **{f"{LABEL_TAG}.{c.removeprefix('label_')}": str(rows[c].iloc[0]) for c in labels}}
             jobs.append((ids[experiment], image, image_tags, run_params, rows))
 
     def image_run(job) -> None:
