@@ -107,6 +107,9 @@ def main():
               help="Channels-last memory layout of the UNet and VAE (same results within float tolerance).")
 @click.option("--fuse-qkv", type=bool, default=DEFAULTS.fuse_qkv, show_default=True,
               help="Fused query/key/value attention projections (same results within float tolerance).")
+@click.option("--system-metrics", type=bool, default=DEFAULTS.system_metrics, show_default=True,
+              help="Log CPU, memory, disk, network and (with nvidia-ml-py) GPU use on the configuration run while it "
+                   "runs, every 2 s ($MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL).")
 @click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--experiment", default=DEFAULTS.experiment, help="MLflow experiment name.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")
