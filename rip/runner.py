@@ -49,6 +49,7 @@ class Started:
     images_left: int = 0  # images still to inpaint (or to finish)
     images: int = 0
     config: RunConfig | None = None
+    tracking_uri: str = ""
 
 
 class ImagesFailedError(RuntimeError):
@@ -298,7 +299,7 @@ class _ConfigurationRun:
         if self.on_start is not None:
             name = self.retrying(self.client.get_run, self.run_id).info.run_name
             self.on_start(Started(self.run_id, name, self.recorder.experiment_id, resumed_from, len(self.tasks),
-                                  len(self.sources), self.config))
+                                  len(self.sources), self.config, self.client.tracking_uri))
 
 
 def _recurse(runs: list[_ConfigurationRun], inpainter: Inpainter, batch_size: int,

@@ -40,6 +40,7 @@ from rip.tracking.resume import check_compatible, load_state, tasks_to_resume
 from rip.tracking.spool import default_spool_root
 from rip.tracking.tags import BACKEND_TAG, CONFIG_HASH_TAG, CONFIG_TAG, SWEEP_ID_TAG, SWEEP_KEY_TAG
 from rip.tracking.telemetry import system_metrics
+from rip.tracking.ui import Addresses, configuration_name
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,18 @@ def check_access(client: MlflowClient) -> None:
                 "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
             ) from None
         raise
+
+
+def where_runs_are(study: optuna.Study, plan: SweepPlan, tracking_uri: str | None = None) -> list[str]:
+    """The address of each configuration run the sweep has so far, and of its experiment's runs list."""
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    addresses, lines = Addresses(), []
+    for index in range(len(plan.configs)):
+        run_id = study.user_attrs.get(f"{PARENT_ATTR}{index}")
+        if run_id is not None:
+            run = client.get_run(run_id)
+            lines += addresses.lines(client.tracking_uri, run.info.experiment_id, run_id, run.info.run_name)
+    return lines
 
 
 def work_on_sweep(plan: SweepPlan, storage_url: str, tracking_uri: str | None = None, *,
@@ -129,6 +142,7 @@ class SweepWorker:
         self.environment = environment_params()
         self.models = Models()
         self.claimed: set[int] = set()  # numbers of the trials being computed
+        self.addresses = Addresses()  # each configuration's run, once per worker
 
     # -- units ---------------------------------------------------------------------------------
 
@@ -266,6 +280,11 @@ class SweepWorker:
             else:
                 recorder.adopt(parent.info.run_id, parent.info.experiment_id, {}, {}, {}, set())
         trial.set_user_attr(DONE_ATTR, finished)
+        run_id = recorder.parent_id
+        lines = self.addresses.lines(self.client.tracking_uri, recorder.experiment_id, run_id,
+                                     parent.info.run_name if parent is not None else configuration_name(config))
+        if lines:
+            self.echo("\n".join(lines))
         return _UnitRun(trial, unit, config, metrics, recorder, tasks, finished, len(tasks), device)
 
     def _start_sampling(self, run: _UnitRun) -> None:
