@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SAMPLING_INTERVAL = 2.0  # seconds; MLflow's default, 10 s, leaves a run of a few seconds without a point
 INTERVAL_VARIABLE = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"  # MLflow's own setting, honoured
+MIN_CPU_WINDOW = 0.1  # seconds: CPU use over a shorter time is mostly noise
 
 
 def sampling_interval() -> float:
@@ -45,16 +46,17 @@ class Sampler:
         import psutil
 
         self.psutil = psutil
-        self.cpu_times = psutil.cpu_times()
+        self.cpu_times, self.cpu_read = psutil.cpu_times(), time.monotonic()
         self.cpu_lock = threading.Lock()
         self.gpus = _Gpus.open()
 
     def cpu_percent(self) -> float:
-        """The machine's CPU use since the last sample, whichever thread took it (psutil's own
-        `cpu_percent()` keeps a window per thread)."""
-        now = self.psutil.cpu_times()
+        """The machine's CPU use since the last sample, over 0.1 s at least, whichever thread took it
+        (psutil's own `cpu_percent()` keeps a window per thread, and its first is empty)."""
         with self.cpu_lock:
-            before, self.cpu_times = self.cpu_times, now
+            time.sleep(max(0.0, self.cpu_read + MIN_CPU_WINDOW - time.monotonic()))
+            before, self.cpu_times, self.cpu_read = self.cpu_times, self.psutil.cpu_times(), time.monotonic()
+            now = self.cpu_times
         total = sum(now) - sum(before)
         idle = sum(getattr(now, name, 0.0) - getattr(before, name, 0.0) for name in ("idle", "iowait"))
         return 100 * (total - idle) / total if total > 0 else 0.0
