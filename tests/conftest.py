@@ -1,6 +1,7 @@
 """Shared fixtures: a real MLflow server on loopback, small images, small configurations."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -120,6 +121,19 @@ def hub_dataset(tmp_path, monkeypatch):
         table.select(range(start, stop)).to_parquet(folder / "data" / f"train-{shard:05d}-of-00002.parquet", batch_size=3)
     table.select(range(4)).to_parquet(folder / "data" / "test-00000-of-00001.parquet")
     return folder
+
+
+UI_ADDRESS = re.compile(r"https?://[^\s/]+/#/experiments/[^\s)`'\"]*")
+RUNS_VIEW = "workflowType=machine_learning"
+
+
+def ui_addresses(output: str) -> list[str]:
+    """Every MLflow UI address in a command's output, after checking that each opens the runs view
+    (MLflow 3 opens a bare `#/experiments/N` in its GenAI view) and that MLflow printed none itself."""
+    addresses = UI_ADDRESS.findall(output)
+    assert [address for address in addresses if RUNS_VIEW not in address] == [], output[-3000:]
+    assert "🏃 View run" not in output and "🧪 View experiment" not in output, output[-3000:]
+    return addresses
 
 
 CHROMIUM = os.environ.get("RIP_CHROMIUM", "/usr/bin/chromium")
