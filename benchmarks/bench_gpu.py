@@ -735,7 +735,29 @@ def main(argv: list[str] | None = None) -> dict:
         measure(tasks[0].image_id, 0, tasks[0].original, tasks[0].original)
         budget = Budget(args.budget - (time.perf_counter() - started) if args.budget else 0)
         best, rates, startup, measured = {}, defaultdict(list), {}, []
-        for spec in specs:
+
+        def report(pending: list[Spec] = ()) -> dict:
+            """What is measured so far (written after every variant: a run stopped from outside keeps it)."""
+            naive = {spec.dtype: best[spec.name]["outputs"] for spec, _ in measured if spec.kind == "naive"}
+            results = [summarise(spec.name, best[spec.name], naive.get(spec.dtype), flops, args.peak_tflops,
+                                 args.iterations) | describe(spec) for spec, _ in measured]
+            naive_rates = {r["dtype"]: r["inpaintings_per_s"] for r in results if r["kind"] == "naive"}
+            for result in results:
+                reference = naive_rates.get(result["dtype"])
+                result["speedup_vs_naive"] = result["inpaintings_per_s"] / reference if reference else None
+                result["startup_seconds"] = startup[result["variant"]]
+                result["inpaintings_per_s_each_pass"] = rates[result["variant"]]
+            return dict(
+                machine=machine(device) | {"load_average_at_start": load_average},
+                settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                model=dict(source=f"random SD2 inpainting, scale {args.scale}" if args.random_sd2 else args.model,
+                           dtypes=dtypes, parameters=parameter_counts(pipeline), **models.timings),
+                flops_per_sample=flops, studies=STUDIES, variants=results,
+                skipped=skipped | {spec.name: "not reached (the run was stopped)" for spec in pending},
+                total_seconds=time.perf_counter() - started,
+            )
+
+        for index, spec in enumerate(specs):
             images = 1 if spec.kind == "naive" else spec.batch
             iterations = args.iterations if spec.kind == "naive" else batched(config, spec.batch, args).total_iterations
             if why := budget.why_not(spec, images, iterations, args.repeats):
@@ -752,34 +774,23 @@ def main(argv: list[str] | None = None) -> dict:
             budget.measured[spec] = run["seconds"]["wall"] / max(run["inpaintings"], 1)
             measured.append((spec, variant))
             models.release(variant, spec)
+            write_report(report(specs[index + 1:]), args.output, quiet=True)
         # 4. More passes, alternating order; the fastest of each variant counts
         for repeat in range(1, args.repeats):
             for spec, variant in measured if repeat % 2 == 0 else measured[::-1]:
                 if spec.compiled or budget.left() < best[spec.name]["seconds"]["wall"]:  # compiled copies are freed
                     continue
                 record(spec.name, run_variant(variant, stopwatch, measure, device), best, rates)
-        naive = {spec.dtype: best[spec.name]["outputs"] for spec, _ in measured if spec.kind == "naive"}
-        results = [summarise(spec.name, best[spec.name], naive.get(spec.dtype), flops, args.peak_tflops,
-                             args.iterations) | dict(dtype=spec.dtype, batch_size=spec.batch if spec.kind == "engine"
-                                                    else 1, guidance=spec.guidance if spec.kind == "engine" else "full",
-                                                    compiled=spec.compiled, kind=spec.kind)
-                   for spec, _ in measured]
-    naive_rates = {result["dtype"]: result["inpaintings_per_s"] for result in results if result["kind"] == "naive"}
-    for result in results:
-        reference = naive_rates.get(result["dtype"])
-        result["speedup_vs_naive"] = result["inpaintings_per_s"] / reference if reference else None
-        result["startup_seconds"] = startup[result["variant"]]
-        result["inpaintings_per_s_each_pass"] = rates[result["variant"]]
-    report = dict(
-        machine=machine(device) | {"load_average_at_start": load_average},
-        settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        model=dict(source=f"random SD2 inpainting, scale {args.scale}" if args.random_sd2 else args.model,
-                   dtypes=dtypes, parameters=parameter_counts(pipeline), **models.timings),
-        flops_per_sample=flops, studies=STUDIES, variants=results, skipped=skipped,
-        total_seconds=time.perf_counter() - started,
-    )
-    write_report(report, args.output)
-    return report
+        final = report()
+    write_report(final, args.output)
+    return final
+
+
+def describe(spec: Spec) -> dict:
+    """A variant's settings, as columns of the JSON report."""
+    engine = spec.kind == "engine"
+    return dict(kind=spec.kind, dtype=spec.dtype, batch_size=spec.batch if engine else 1,
+                guidance=spec.guidance if engine else "full", compiled=spec.compiled)
 
 
 def record(name: str, run: dict, best: dict, rates: dict) -> None:
@@ -790,11 +801,13 @@ def record(name: str, run: dict, best: dict, rates: dict) -> None:
         best[name] = run
 
 
-def write_report(report: dict, output: Path) -> None:
+def write_report(report: dict, output: Path, quiet: bool = False) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / "bench_gpu.json").write_text(json.dumps(report, indent=2))
     table = markdown(report["variants"], report["skipped"])
     (output / "bench_gpu.md").write_text(table)
+    if quiet:
+        return
     machine = report["machine"]
     print(f"\n{machine.get('gpu', machine['platform'])}, torch {machine['torch']}, {report['model']['source']}, "
           f"{', '.join(report['model']['dtypes'])}; {report['total_seconds']:.0f} s in all\n")
