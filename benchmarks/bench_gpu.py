@@ -401,8 +401,9 @@ def summarise(name: str, run: dict, reference: dict | None, flops: dict[str, int
 
 
 def markdown(results: list[dict], skipped: dict[str, str]) -> str:
-    header = ("| variant | s/inpainting | inpaintings/s | × naive | UNet calls | UNet | VAE enc | VAE dec | text | host "
-              "| metrics | logging | TFLOP/s | MFU | peak GiB | max Δ uint8 | replication GPU-h | variability GPU-h |")
+    header = ("| variant | s/inpainting | inpaintings/s | × naive | UNet calls | UNet | VAE enc | VAE dec | text "
+              "| host | metrics | logging | TFLOP/s | MFU | peak GiB | max Δ uint8 | replication GPU-h "
+              "| variability GPU-h |")
     lines = [header, "|---" + "|---:" * 17 + "|"]
     for r in results:
         p = r["split_percent"]
@@ -483,7 +484,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--random-sd2", action="store_true", help="SD2 inpainting's architecture, random weights")
     model.add_argument("--model", help="a diffusers inpainting model id or folder (real weights)")
     parser.add_argument("--cpu-dry-run", action="store_true",
-                        help="every path of a GPU run (dtypes, guidance, compile) on a CPU, tiny: " + " ".join(CPU_DRY_RUN))
+                        help="every path of a GPU run (dtypes, guidance, compile) on a CPU, tiny: "
+                             + " ".join(CPU_DRY_RUN))
     parser.add_argument("--scale", type=int, default=1, help="--random-sd2: divide every channel width by this")
     parser.add_argument("--size", type=int, default=512, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=50, help="num_inference_steps")
@@ -492,7 +494,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="per variant: B images run min(--iterations, this / B) iterations")
     parser.add_argument("--batch-sizes", default="1,4,16,32", help="engine variants (B images, B per call)")
     parser.add_argument("--dtypes", "--dtype", dest="dtypes", default="auto",
-                        help="comma-separated: auto (fp16 on CUDA, else fp32), fp32, fp16, bf16; the first is the reference")
+                        help="comma-separated: auto (fp16 on CUDA, else fp32), fp32, fp16, bf16; "
+                             "the first is the reference")
     parser.add_argument("--guidance", default="skipped",
                         help="engine variants: skipped (the engine skips the empty prompt's guidance), full, or both")
     parser.add_argument("--compile", default="largest",

@@ -33,9 +33,9 @@ def run_sweep(
     addresses = Addresses()
 
     def announce(started) -> None:
+        where = addresses.lines(started.tracking_uri, started.experiment_id, started.run_id, started.run_name)
         echo("\n".join([f"[{numbers[id(started.config)]}/{len(ordered)}] {describe(started.config)}: run "
-                        f"{started.run_name} ({started.run_id})",
-                        *addresses.lines(started.tracking_uri, started.experiment_id, started.run_id, started.run_name)]))
+                        f"{started.run_name} ({started.run_id})", *where]))
 
     models, run_ids = Models(), {}
     for group in groups.values():
