@@ -53,7 +53,6 @@ GRID_KEY = "generation_grid"  # configuration runs: every image's generation sid
 
 # configuration runs' own metrics, besides the measured ones' *_mean and *_std
 SYSTEM_PREFIX = "system/"  # MLflow's system metrics (CPU, memory, disk, network, GPU), sampled while the run is open
-PERF_PREFIX = "perf/"
 INPAINTINGS_PER_S = "perf/inpaintings_per_s"  # this attempt's inpaintings over its time in the engine
 PEAK_GPU_MEMORY = "perf/peak_gpu_memory_megabytes"  # CUDA: the most memory torch allocated, weights included
 BATCH_SIZE_USED = "perf/batch_size"  # images per inpainter call in the engine that ran the configuration
