@@ -66,6 +66,9 @@ def main():
     """Recursive inpainting experiments tracked with MLflow."""
     # retries through outages are ours (see rip.tracking.resilience), bounded by --outage-limit
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    # MLflow prints two addresses as each run ends (the experiment's opens the GenAI view): every
+    # command prints its own, once; a user who sets the variable to false gets MLflow's as well
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     from rip.tracking.store import use_local_stores
 
     use_local_stores()  # SQLite stores: created under a lock, artifacts beside the file
@@ -113,6 +116,9 @@ def main():
               help="Channels-last memory layout of the UNet and VAE (same results within float tolerance).")
 @click.option("--fuse-qkv", type=bool, default=DEFAULTS.fuse_qkv, show_default=True,
               help="Fused query/key/value attention projections (same results within float tolerance).")
+@click.option("--system-metrics", type=bool, default=DEFAULTS.system_metrics, show_default=True,
+              help="Log CPU, memory, disk, network and (with nvidia-ml-py) GPU use on the configuration run while it "
+                   "runs, every 2 s ($MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL).")
 @click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--experiment", default=DEFAULTS.experiment, help="MLflow experiment name.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")
@@ -127,7 +133,7 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
 
     from rip.runner import ImagesFailedError, StopRun, run_experiment
     from rip.tracking.resume import find_unfinished, mark_launcher
-    from rip.tracking.ui import where_to_look
+    from rip.tracking.ui import above_progress, where_to_look
 
     config = RunConfig(metrics=parse_metrics(metrics), scheduler=scheduler or None, **options)
     given = [name for name in RUN_FIELDS if ctx.get_parameter_source(name) in EXPLICIT]
@@ -140,11 +146,11 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
         shown.update(lines=where_to_look(client.tracking_uri, started.experiment_id, started.run_id, started.run_name),
                      run=f"run {started.run_name} ({started.run_id})")
         if started.resumed_from is None:
-            click.echo(f"experiment {experiment}: {shown['run']}", err=True)
+            above_progress(f"experiment {experiment}: {shown['run']}")
         else:
-            click.echo(f"experiment {experiment}: resuming {shown['run']} from {started.resumed_from:g} %, "
-                       f"{started.images_left} of {started.images} images to go", err=True)
-        click.echo("\n".join(shown["lines"]), err=True)
+            above_progress(f"experiment {experiment}: resuming {shown['run']} from {started.resumed_from:g} %, "
+                           f"{started.images_left} of {started.images} images to go")
+        above_progress("\n".join(shown["lines"]))
 
     try:
         if resume_run and project_run and project_run != resume_run:
@@ -168,7 +174,6 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
             click.echo(shown["lines"][0], err=True)
         ctx.exit(130)
     click.echo(f"{shown['run']} finished")
-    click.echo("\n".join(shown["lines"]))
 
 
 RUN_FIELDS = [field.name for field in dataclasses.fields(RunConfig)]

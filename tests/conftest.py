@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -162,6 +163,19 @@ def cache_model(cache: Path, repo: str, commit: str, folder: Path, refs: tuple[s
         (root / "refs").mkdir(parents=True, exist_ok=True)
         (root / "refs" / ref).write_text(commit)
     return snapshot
+
+
+UI_ADDRESS = re.compile(r"https?://[^\s/]+/#/experiments/[^\s)`'\"]*")
+RUNS_VIEW = "workflowType=machine_learning"
+
+
+def ui_addresses(output: str) -> list[str]:
+    """Every MLflow UI address in a command's output, after checking that each opens the runs view
+    (MLflow 3 opens a bare `#/experiments/N` in its GenAI view) and that MLflow printed none itself."""
+    addresses = UI_ADDRESS.findall(output)
+    assert [address for address in addresses if RUNS_VIEW not in address] == [], output[-3000:]
+    assert "🏃 View run" not in output and "🧪 View experiment" not in output, output[-3000:]
+    return addresses
 
 
 CHROMIUM = os.environ.get("RIP_CHROMIUM", "/usr/bin/chromium")

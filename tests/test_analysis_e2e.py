@@ -23,7 +23,7 @@ from rip.config import RunConfig
 from rip.runner import StopRun, run_experiment
 from rip.sweeps.local import run_sweep
 from rip.sweeps.presets import check, expand
-from tests.conftest import BIN, REPO
+from tests.conftest import BIN, REPO, ui_addresses
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "analysis-e2e"
@@ -235,7 +235,8 @@ def test_rip_analyze_writes_outputs_and_logs_an_analysis_run(frame, store, mlflo
     experiment = store.get_experiment_by_name(EXPERIMENT).experiment_id
     (analysis,) = store.search_runs([experiment], "tags.`rip.kind` = 'analysis'")
     assert analysis.info.status == "FINISHED" and analysis.data.params["n_image_runs"] == "12"
-    assert f"{mlflow_server.uri}/#/experiments/{experiment}/runs/{analysis.info.run_id}" in result.output
+    assert ui_addresses(result.output) == [
+        f"{mlflow_server.uri}/#/experiments/{experiment}/runs/{analysis.info.run_id}?workflowType=machine_learning"]
     logged = {a.path for a in store.list_artifacts(analysis.info.run_id)}
     assert {"report.md", "report.html", "verdicts.csv", "summary.csv", "figures", "statistics"} <= logged
     # its metrics never share a name with the image runs' (they would be drawn among them)

@@ -4,7 +4,7 @@ from rip.inpainters.schedules import SCHEDULERS, check_denoising_steps
 from rip.tracking.tags import TINY_TAG
 
 __all__ = ["BUILTIN_INPAINTERS", "LOADED_FROM", "SCHEDULERS", "call_options", "check_denoising_steps", "inpainter_key",
-           "load_inpainter", "resolve_device"]
+           "load_inpainter", "peak_memory", "reset_peak_memory", "resolve_device"]
 
 BUILTIN_INPAINTERS = ("tiny", "telea", "ns", "biharmonic")
 LOADED_FROM = (
@@ -30,6 +30,23 @@ def resolve_device(device: str) -> str:
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def reset_peak_memory(device: str) -> None:
+    """Start measuring the most memory torch allocates on `device` (CUDA; nothing elsewhere)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: str) -> int | None:
+    """Bytes: the most torch allocated on `device` since `reset_peak_memory`, weights included; None off CUDA."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated(device)
 
 
 def call_options(config) -> dict:

@@ -179,6 +179,12 @@ class RunRecorder:
             self.spool.remove(entry.image_id, entry.percent)
         return uploaded
 
+    def log_run_metrics(self, values: dict[str, float], step: int = 0) -> None:
+        """Metrics of the configuration run itself (e.g. its `perf/` figures), at `step`."""
+        timestamp = int(time.time() * 1000)
+        self.call(self.client.log_batch, self.parent_id,
+                  metrics=[Metric(key, value, timestamp, step) for key, value in values.items()])
+
     def finish(self, status: str = "FINISHED") -> None:
         """Aggregate over images, log the run's CSV and close every open run with `status`."""
         self._log_complete_grids()

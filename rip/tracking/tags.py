@@ -1,4 +1,4 @@
-"""The names of every MLflow tag, image key and run kind the project writes, in one place.
+"""The names of every MLflow tag, image key, run kind and run-level metric the project writes, in one place.
 
 The tracking layer writes them and the analysis reads them; this module imports nothing, so
 reading a store never loads the inpainting stack.
@@ -56,3 +56,9 @@ MODEL_FILES_ARTIFACT = "model_files.json"  # the weight files loaded, with their
 # image keys (MLflow's log_image), at step = percent inpainted
 UI_IMAGE_KEY = "generation"  # image runs: the generation (the original at 0)
 GRID_KEY = "generation_grid"  # configuration runs: every image's generation side by side
+
+# configuration runs' own metrics, besides the measured ones' *_mean and *_std
+SYSTEM_PREFIX = "system/"  # MLflow's system metrics (CPU, memory, disk, network, GPU), sampled while the run is open
+INPAINTINGS_PER_S = "perf/inpaintings_per_s"  # this attempt's inpaintings over its time in the engine
+PEAK_GPU_MEMORY = "perf/peak_gpu_memory_megabytes"  # CUDA: the most memory torch allocated, weights included
+BATCH_SIZE_USED = "perf/batch_size"  # images per inpainter call in the engine that ran the configuration
