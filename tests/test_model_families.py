@@ -64,7 +64,8 @@ def build_tiny_kandinsky22_inpainting_pipeline(seed: int = 0) -> KandinskyV22Inp
     image embeddings, MoVQ autoencoder downsampling by 8)."""
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        in_channels=9, out_channels=8, addition_embed_type="image", encoder_hid_dim=32, encoder_hid_dim_type="image_proj",
+        in_channels=9, out_channels=8, addition_embed_type="image", encoder_hid_dim=32,
+        encoder_hid_dim_type="image_proj",
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
         mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
@@ -96,7 +97,8 @@ def build_tiny_kandinsky22_inpainting_pipeline(seed: int = 0) -> KandinskyV22Inp
 
 def tiny_t5_tokenizer() -> T5TokenizerFast:
     """A unigram T5 tokenizer over single characters, built offline."""
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)] + [(chr(c), -3.0) for c in range(33, 127)]
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(chr(c), -3.0) for c in range(33, 127)]
     return T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512)
 
 
@@ -214,5 +216,6 @@ def test_each_family_runs_end_to_end_through_rip_run(family, tmp_path, monkeypat
         "--steps", "2", "--metrics", "ssim", "--images", "sample:1", "--tracking-uri", uri, "--experiment", name])
     assert result.exit_code == 0, result.output
     client = MlflowClient(uri)
-    [parent] = client.search_runs([client.get_experiment_by_name(name).experiment_id], "tags.`mlflow.parentRunId` IS NULL")
+    experiment = client.get_experiment_by_name(name).experiment_id
+    [parent] = client.search_runs([experiment], "tags.`mlflow.parentRunId` IS NULL")
     assert parent.info.status == "FINISHED" and parent.data.params["pipeline_class"] == CLASSES[name]

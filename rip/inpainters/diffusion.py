@@ -361,8 +361,8 @@ def load_pipeline(model: str, dtype: torch.dtype, *, revision: str = "",
 
 def _load_pipeline(loader, model: str, revision: str, dtype: torch.dtype, variant: str, local_only: str,
                    components: dict) -> DiffusionPipeline:
-    """`loader.from_pretrained` (AutoPipelineForInpainting, or a pipeline class), with the `variant` files where the model has them;
-    `local_only` (why the hub is out of reach, or empty) limits it to the cache."""
+    """`loader.from_pretrained` (AutoPipelineForInpainting, or a pipeline class), with the `variant` files
+    where the model has them; `local_only` (why the hub is out of reach, or empty) limits it to the cache."""
     from huggingface_hub.errors import HfHubHTTPError
 
     arguments = dict(revision=revision or None, dtype=dtype, local_files_only=bool(local_only), **components)
