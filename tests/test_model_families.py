@@ -207,6 +207,7 @@ def test_kandinsky_refuses_a_strength_below_one(tmp_path):
     assert load(folder, strength=1.0).strength == 1.0
 
 
+@pytest.mark.slow  # a tracking store and two iterations per image: 12-30 s on two shared cores
 def test_each_family_runs_end_to_end_through_rip_run(family, tmp_path, monkeypatch):
     name, folder = family
     monkeypatch.chdir(tmp_path)
