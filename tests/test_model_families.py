@@ -18,7 +18,7 @@ from transformers import (CLIPConfig, CLIPImageProcessor, CLIPTextConfig, CLIPTe
 from rip.cli import main
 from rip.config import RunConfig
 from rip.inpainters import load_inpainter
-from rip.inpainters.diffusion import DiffusionInpainter
+from rip.inpainters.diffusion import DiffusionInpainter, speed_up
 from rip.inpainters.tiny import tiny_tokenizer
 from tests.conftest import random_image
 
@@ -205,6 +205,13 @@ def test_kandinsky_refuses_a_strength_below_one(tmp_path):
     with pytest.raises(ValueError, match="strength 0.5: KandinskyV22InpaintCombinedPipeline .* has no strength"):
         load(folder, strength=0.5)
     assert load(folder, strength=1.0).strength == 1.0
+
+
+@pytest.mark.parametrize("speedup", ["compile", "channels_last"])
+def test_speedups_for_a_unet_and_a_vae_are_refused_elsewhere(speedup):
+    for pipeline in (build_tiny_flux_fill_pipeline(), build_tiny_kandinsky22_inpainting_pipeline()):
+        with pytest.raises(ValueError, match=f"{speedup}: {type(pipeline).__name__} has no UNet and VAE"):
+            speed_up(pipeline, **{speedup: True})
 
 
 @pytest.mark.slow  # a tracking store and two iterations per image: 12-30 s on two shared cores

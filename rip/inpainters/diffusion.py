@@ -277,8 +277,12 @@ def speed_up(pipeline: DiffusionPipeline, *, compile: bool = False, channels_las
 
     `fuse_qkv`: one projection for query, key and value (UNet and VAE attention);
     `channels_last`: NHWC memory layout of the UNet and VAE; `compile`: `torch.compile` of the
-    UNet and the VAE decoder for static shapes (give the inpainter a `static_batch`).
+    UNet and the VAE decoder for static shapes (give the inpainter a `static_batch`); both refused
+    for pipelines without a UNet and a VAE (FLUX.1's transformer, Kandinsky's MoVQ).
     """
+    for name, asked in (("compile", compile), ("channels_last", channels_last)):
+        if asked and not all(isinstance(getattr(pipeline, part, None), torch.nn.Module) for part in ("unet", "vae")):
+            raise ValueError(f"{name}: {type(pipeline).__name__} has no UNet and VAE to speed up; leave {name} off")
     if fuse_qkv:
         if not hasattr(pipeline, "fuse_qkv_projections"):
             raise ValueError(f"fuse_qkv: {type(pipeline).__name__} cannot fuse QKV projections")
