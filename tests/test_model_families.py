@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from diffusers import (AutoencoderKL, DDPMScheduler, FlowMatchEulerDiscreteScheduler, FluxFillPipeline,
-                       FluxTransformer2DModel, KandinskyV22InpaintCombinedPipeline, PNDMScheduler, PriorTransformer,
-                       StableDiffusionInpaintPipeline, UNet2DConditionModel, UnCLIPScheduler, VQModel)
+from diffusers import (AutoencoderKL, AutoPipelineForInpainting, DDPMScheduler, FlowMatchEulerDiscreteScheduler,
+                       FluxFillPipeline, FluxTransformer2DModel, KandinskyV22InpaintCombinedPipeline, PNDMScheduler,
+                       PriorTransformer, StableDiffusionInpaintPipeline, UNet2DConditionModel, UnCLIPScheduler,
+                       VQModel)
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from mlflow import MlflowClient
 from transformers import (CLIPConfig, CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection,
@@ -227,3 +228,10 @@ def test_each_family_runs_end_to_end_through_rip_run(family, tmp_path, monkeypat
     experiment = client.get_experiment_by_name(name).experiment_id
     [parent] = client.search_runs([experiment], "tags.`mlflow.parentRunId` IS NULL")
     assert parent.info.status == "FINISHED" and parent.data.params["pipeline_class"] == CLASSES[name]
+
+
+def test_autopipeline_does_not_know_flux_fill_so_it_loads_as_saved(tmp_path):
+    build_tiny_flux_fill_pipeline().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="can't find a pipeline linked to FluxFillPipeline"):
+        AutoPipelineForInpainting.from_pretrained(tmp_path)
+    assert type(load(tmp_path).pipeline).__name__ == "FluxFillPipeline"

@@ -33,8 +33,8 @@ SCHEDULER_CLASSES = {
     "lms": LMSDiscreteScheduler,
 }
 LOADED_AS_SAVED = {"FluxFillPipeline": FluxFillPipeline}
-"""Pipelines that `AutoPipelineForInpainting` maps to another class, loaded as their model_index.json names them
-(it would turn FluxFillPipeline, whose transformer takes the mask, into FluxInpaintPipeline)."""
+"""Inpainting pipelines that `AutoPipelineForInpainting` does not know (it raises "can't find a pipeline linked to
+FluxFillPipeline"), loaded as their model_index.json names them."""
 ONE_IMAGE_PER_CALL = (KandinskyV22InpaintCombinedPipeline,)
 """Pipelines whose output for one image depends on the others of its call: Kandinsky 2.2's decoder pastes the
 first image's unmasked latents into every image of the batch (`mask_image[:1] * image[:1]`)."""
