@@ -88,7 +88,56 @@ LPIPS_BACKBONES = {
 """torchvision's ImageNet backbones that LPIPS loads, by lpips network name (its linear layers ship
 in the `lpips` package)."""
 
-MODELS = (STUDY_MODEL, REMOVED_MODEL)
+UNPINNED = "no commit pinned: none found in a public source this project could check; loads the default branch"
+
+SD15_INPAINTING = HubModel(
+    id="stable-diffusion-v1-5/stable-diffusion-inpainting",
+    revision="",
+    licence="CreativeML Open RAIL-M",
+    size="about 4.3 GB in fp32 (UNet 860M, text encoder 123M, VAE 84M parameters) and a safety checker rip leaves out",
+    note=UNPINNED,
+)
+"""Stable Diffusion 1.5 inpainting (StableDiffusionInpaintPipeline), the id of diffusers' inpainting guide."""
+
+SDXL_INPAINTING = HubModel(
+    id="diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+    revision="",
+    licence="CreativeML Open RAIL++-M (openrail++)",
+    size="about 14 GB in fp32 (UNet 2.6B, text encoders 123M and 695M, VAE 84M parameters), half as fp16",
+    note=UNPINNED,
+)
+"""SDXL inpainting (StableDiffusionXLInpaintPipeline); defaults to 1024 px, rip passes the run's size."""
+
+KANDINSKY22_INPAINTING = HubModel(
+    id="kandinsky-community/kandinsky-2-2-decoder-inpaint",
+    revision="",
+    licence="Apache-2.0",
+    size="about 5 GB in fp32 (UNet 1.2B, MoVQ 67M parameters), plus its prior",
+    note=UNPINNED + "; AutoPipelineForInpainting loads it as KandinskyV22InpaintCombinedPipeline, with the prior its "
+         "model card names, at the prior's default branch",
+)
+"""Kandinsky 2.2 inpainting's decoder; an empty prompt goes through the prior below too."""
+
+KANDINSKY22_PRIOR = HubModel(
+    id="kandinsky-community/kandinsky-2-2-prior",
+    revision="",
+    licence="Apache-2.0",
+    size="not measured (a prior transformer and CLIP text and image encoders)",
+    note="downloaded by diffusers with the Kandinsky 2.2 decoder (connected pipeline), always at its default branch",
+)
+"""Kandinsky 2.2's prior: maps the prompt to the image embedding the decoder is conditioned on."""
+
+FLUX_FILL = HubModel(
+    id="black-forest-labs/FLUX.1-Fill-dev",
+    revision="",
+    licence="FLUX.1 [dev] Non-Commercial License; gated (accept its conditions on the hub, then set a token)",
+    size="about 34 GB in bf16 (transformer 12B, T5-XXL encoder 4.7B, CLIP text encoder 123M, VAE 84M parameters)",
+    note=UNPINNED,
+)
+"""FLUX.1 Fill (FluxFillPipeline): flow matching, guidance distilled into the transformer (default 30)."""
+
+MODELS = (STUDY_MODEL, REMOVED_MODEL, SD15_INPAINTING, SDXL_INPAINTING, KANDINSKY22_INPAINTING, KANDINSKY22_PRIOR,
+          FLUX_FILL)
 DATASETS = (WIKIART,)
 
 
