@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from analysis.rules import Rules
+from rip.tracking.ui import print_own_addresses
 
 
 class _EchoHandler(logging.Handler):
@@ -49,6 +50,7 @@ def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinis
             alpha, min_effect, agreement_rho, large_cv):
     """Turn recorded runs into figures, a summary table, statistics and verdicts on the study's findings."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    print_own_addresses()
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 

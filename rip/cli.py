@@ -66,10 +66,10 @@ def main():
     """Recursive inpainting experiments tracked with MLflow."""
     # retries through outages are ours (see rip.tracking.resilience), bounded by --outage-limit
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    # MLflow prints two addresses as each run ends (the experiment's opens the GenAI view): every
-    # command prints its own, once; a user who sets the variable to false gets MLflow's as well
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     from rip.tracking.store import use_local_stores
+    from rip.tracking.ui import print_own_addresses
+
+    print_own_addresses()
 
     use_local_stores()  # SQLite stores: created under a lock, artifacts beside the file
 

@@ -9,6 +9,7 @@ from rip.failures import USER_ERRORS, sigterm_interrupts
 from rip.sweeps.presets import check, describe, expand, find_preset, load_preset, parse_overrides
 from rip.sweeps.units import DEFAULT_CHUNK_SIZE
 from rip.tracking.tags import SWEEP_ID_TAG, SWEEP_TAG
+from rip.tracking.ui import print_own_addresses
 
 
 @click.command()
@@ -35,6 +36,7 @@ def sweep(preset, overrides, tracking_uri, dry_run, storage, chunk_size, status,
     With --storage, the sweep is a queue of units (a configuration, a chunk of its images) that
     every worker started with the same command shares.
     """
+    print_own_addresses()
     try:
         path = find_preset(preset)
         _check_queue_options(storage, chunk_size, status, **queue)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -48,6 +49,13 @@ def ui_command(tracking_uri: str) -> str | None:
     elif parsed.scheme in ("", "file"):
         tracking_uri = Path(parsed.path or tracking_uri).resolve().as_uri()
     return f"mlflow ui --backend-store-uri {tracking_uri}"
+
+
+def print_own_addresses() -> None:
+    """Switch off MLflow's two lines as each run ends (its experiment address opens the GenAI view):
+    every command prints its own addresses, once. A user who set MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT
+    to false gets MLflow's as well. Each command calls this, so that it holds however it is invoked."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def where_to_look(tracking_uri: str, experiment_id: str, run_id: str, run_name: str) -> list[str]:

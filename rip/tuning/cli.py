@@ -8,6 +8,7 @@ import click
 
 from rip.config import RunConfig, parse_metrics
 from rip.failures import USER_ERRORS
+from rip.tracking.ui import print_own_addresses
 from rip.tuning.settings import OBJECTIVES, PRUNERS, SAMPLERS, SearchSettings
 
 CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(RunConfig))
@@ -72,6 +73,7 @@ def _tune(tracking_uri, **options):
     Every trial runs one configuration, nested under the study's MLflow run. Workers started with
     the same --storage and --study-name share the study; --n-trials caps the study's total.
     """
+    print_own_addresses()
     from rip.tuning.space import parse_space
 
     fixed = {name: options.pop(name) for name in CONFIG_FIELDS}
