@@ -25,10 +25,10 @@ FREE_FIELDS = ("batch_size", "device", "experiment", *SPEEDUPS)
 RESAMPLING_FILTERS = ("lanczos", "bicubic", "bilinear", "hamming", "box", "nearest")
 
 # fields that do not change what a run draws: how long it runs, what it measures, where it runs
-_NOT_DRAWN = ("seed", "images", "percent", "step", "metrics", "batch_size", "device", "experiment", "random_numbers",
-              *SPEEDUPS)
+_NOT_DRAWN = ("seed", "images", "percent", "step", "metrics", "complexity", "batch_size", "device", "experiment",
+              "random_numbers", *SPEEDUPS)
 # what runs recorded before a field existed did, for `from_json`
-_LEGACY = {"random_numbers": "common"}
+_LEGACY = {"random_numbers": "common", "complexity": False}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -44,6 +44,7 @@ class RunConfig:
     size: int = 512  # images are letterboxed to size×size
     model: str = STUDY_MODEL  # diffusers id or folder, or tiny, telea, ns, biharmonic
     metrics: tuple[str, ...] = ("lpips-alex", "lpips-vgg", "lpips-squeeze")
+    complexity: bool = True  # log the complexity of each generation (rip.metrics.complexity) at every checkpoint
     steps: int | None = None  # num_inference_steps; None = the pipeline's default
     guidance: float | None = None  # guidance_scale; None = the pipeline's default
     strength: float | None = None  # None = the pipeline's default
