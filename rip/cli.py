@@ -79,6 +79,8 @@ def main():
 @click.option("--size", type=int, default=DEFAULTS.size, show_default=True, help="Letterboxed image side (px).")
 @click.option("--model", default=DEFAULTS.model, show_default=True, help="Diffusers id or folder, tiny, telea, ns, biharmonic.")
 @click.option("--metrics", default=",".join(DEFAULTS.metrics), show_default=True, help="Comma-separated metric names.")
+@click.option("--complexity", type=bool, default=DEFAULTS.complexity, show_default=True,
+              help="Log the complexity of each generation inside the picture (PNG bits per pixel, edges, entropy, ...).")
 @click.option("--steps", type=_Optional(int), default=None, help="num_inference_steps [default: the pipeline's].")
 @click.option("--guidance", type=_Optional(float), default=None, help="guidance_scale [default: the pipeline's].")
 @click.option("--strength", type=_Optional(float), default=None, help="strength [default: the pipeline's].")

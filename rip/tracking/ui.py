@@ -62,8 +62,8 @@ def where_to_look(tracking_uri: str, experiment_id: str, run_id: str, run_name: 
 # -- run names ---------------------------------------------------------------------------------
 
 def not_conditions() -> tuple[str, ...]:
-    """Fields that change no result (batch size, device, ...) and the measured metrics."""
-    return ("metrics", *FREE_FIELDS)
+    """Fields that change no result (batch size, device, ...) and what is measured."""
+    return ("metrics", "complexity", *FREE_FIELDS)
 
 
 def conditions(config: RunConfig) -> dict[str, str]:
