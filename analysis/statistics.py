@@ -175,9 +175,15 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     rho = stats.spearmanr(x, y).statistic
     if len(x) > EXACT_SPEARMAN_MAX:
         return float(rho), float(stats.spearmanr(x, y).pvalue)
-    exact = stats.permutation_test(
-        (x,), lambda xs: stats.spearmanr(xs, y).statistic, permutation_type="pairings", n_resamples=np.inf
-    )
+    y_ranks = stats.rankdata(y)
+    y_ranks = y_ranks - y_ranks.mean()
+
+    def rho_of(xs, axis=-1):  # Spearman's rho of every pairing at once: Pearson's r of the ranks
+        ranks = stats.rankdata(xs, axis=axis)
+        ranks = ranks - ranks.mean(axis=axis, keepdims=True)
+        return (ranks * y_ranks).sum(axis=axis) / np.sqrt((ranks**2).sum(axis=axis) * (y_ranks**2).sum())
+
+    exact = stats.permutation_test((x,), rho_of, permutation_type="pairings", n_resamples=np.inf, vectorized=True)
     return float(rho), float(exact.pvalue)
 
 
@@ -249,3 +255,32 @@ def holm(p_values: np.ndarray) -> np.ndarray:
         running = max(running, min(1.0, (m - i) * p[index]))
         adjusted[index] = running
     return adjusted
+
+
+def spearman_interval(rho: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Interval of Spearman's rho over n pairs: Fisher z with the Bonett–Wright standard error
+    (NaN for n < 4)."""
+    if n < 4 or not np.isfinite(rho):
+        return np.nan, np.nan
+    z = np.arctanh(min(max(rho, -0.999999), 0.999999))
+    half = stats.norm.ppf(0.5 + confidence / 2) * np.sqrt((1 + rho**2 / 2) / (n - 3))
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
+def bootstrap_mean_interval(values, confidence: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
+    """Interval of the mean of `values`: BCa bootstrap (percentile where BCa is undefined), seeded;
+    the value itself when every value is equal, NaN for fewer than 2 values."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return np.nan, np.nan
+    if np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # BCa warns where it is undefined; the percentile method follows
+            result = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence,
+                                     method=method, rng=np.random.default_rng(0))
+        low, high = result.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            return float(low), float(high)
+    return np.nan, np.nan
