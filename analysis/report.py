@@ -15,10 +15,11 @@ from mlflow import MlflowClient
 from analysis import figures, statistics
 from analysis.artifacts import originals, run_images
 from analysis.document import Document, Image, Links, Section, Table, Text, to_html, to_markdown_text
-from analysis.frames import default_metric, distances, groups, slug
+from analysis.frames import comparisons, default_metric, distances, groups, slug
 from analysis.image_properties import image_properties
 from analysis.labels import label_breakdown, label_tests
 from analysis.links import experiment_url, run_url
+from analysis.questions import question_verdicts, questions_section
 from analysis.style import FORMATS, metric_label
 from analysis.summary import summary_table, to_markdown
 from analysis.verdicts import AGREEMENT_RHO, ALPHA, LARGE_CV, tally, verdicts
@@ -51,8 +52,9 @@ def write_report(
     document = Document(TITLE)
     # 1. The data, the runs and the verdicts
     out.table(frame, "results.csv")
+    measured, frame = frame, comparisons(frame)  # coverage, depth and complexity have their own section
     document.sections.append(_overview(frame, uri))
-    findings = verdicts(frame)
+    findings = pd.concat([verdicts(frame), question_verdicts(measured, metric)], ignore_index=True)
     out.table(findings, "verdicts.csv")
     document.sections.append(_verdict_section(findings))
     # 2. The summary table
@@ -72,6 +74,9 @@ def write_report(
     # 5. Statistics: saturation, paired comparisons, stability and image properties
     section, stability = _statistics(frame, out, client, metric)
     document.sections.append(section)
+    questions = questions_section(measured, out, metric)
+    if questions is not None:
+        document.sections.append(questions)
     # 6. Filmstrips from the logged generations
     if client is not None and filmstrips > 0 and stability is not None:
         document.sections.append(_filmstrips(client, frame, stability, out, filmstrips, uri))
