@@ -66,8 +66,8 @@ def coverage_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_model(name: str, coverage, depth, distance) -> dict:
-    """Least squares of model `name` through the origin: parameters, rss, aic, bic, n, and the
-    fitted distance at the last point split into its coverage and recursion parts."""
+    """Least squares of model `name` (its `form`) through the origin: parameters, rss, aic, bic, n,
+    and the fitted distance at the last point split into its coverage and recursion parts."""
     formula, design, params = MODELS[name]
     c, D, d = (np.asarray(v, dtype=float) for v in (coverage, depth, distance))
     X = np.column_stack(design(c, D))
@@ -78,7 +78,7 @@ def fit_model(name: str, coverage, depth, distance) -> dict:
     last = -1
     fitted = float(X[last] @ coefficients)
     once = float(np.column_stack(design(c[last:], np.ones(1)))[0] @ coefficients)  # f(c, 1)
-    return {"model": name, "formula": formula, **dict(zip(params, coefficients.astype(float))), "n": n, "k": k,
+    return {"form": name, "formula": formula, **dict(zip(params, coefficients.astype(float))), "n": n, "k": k,
             "rss": rss, "aic": n * np.log(spread) + 2 * k, "bic": n * np.log(spread) + k * np.log(n),
             "coverage_last": float(c[last]), "depth_last": float(D[last]), "fitted_last": fitted,
             "coverage_part": once, "recursion_part": fitted - once}
@@ -101,15 +101,15 @@ def run_fits(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_table(fits: pd.DataFrame) -> pd.DataFrame:
-    """Per condition, mask, metric and model: runs, mean (SD) parameters, AIC and BIC summed over
+    """Per condition, mask, metric and model form: runs, mean (SD) parameters, AIC and BIC summed over
     runs, ΔBIC to the best, in how many runs it has the lowest BIC, the shares of the fitted final
     distance due to coverage and to recursion, `chosen` (lowest summed BIC) and `why`."""
     if fits.empty:
         return pd.DataFrame()
     group = [c for c in fits.columns[: list(fits.columns).index("run_id")]]
-    best = fits.loc[fits.groupby([*group, "run_id"], dropna=False)["bic"].idxmin(), [*group, "run_id", "model"]]
-    wins = best.groupby([*group, "model"], dropna=False).size().rename("bic_wins")
-    summary = fits.groupby([*group, "model"], sort=False, dropna=False).agg(
+    best = fits.loc[fits.groupby([*group, "run_id"], dropna=False)["bic"].idxmin(), [*group, "run_id", "form"]]
+    wins = best.groupby([*group, "form"], dropna=False).size().rename("bic_wins")
+    summary = fits.groupby([*group, "form"], sort=False, dropna=False).agg(
         formula=("formula", "first"), runs=("run_id", "nunique"), alpha=("alpha", "mean"), alpha_sd=("alpha", "std"),
         beta=("beta", "mean"), beta_sd=("beta", "std"), aic=("aic", "sum"), bic=("bic", "sum"),
         coverage_part=("coverage_part", "sum"), fitted_last=("fitted_last", "sum"))
@@ -123,7 +123,7 @@ def model_table(fits: pd.DataFrame) -> pd.DataFrame:
         ranked = rows.sort_values("bic")
         chosen = ranked.index[0]
         summary.loc[chosen, "why"] = _why(ranked)
-    columns = [*group, "model", "formula", "runs", "alpha", "alpha_sd", "beta", "beta_sd", "aic", "bic", "delta_bic",
+    columns = [*group, "form", "formula", "runs", "alpha", "alpha_sd", "beta", "beta_sd", "aic", "bic", "delta_bic",
                "bic_wins", "share_coverage", "share_recursion", "chosen", "why"]
     return summary[columns]
 
@@ -135,10 +135,10 @@ def _why(ranked: pd.DataFrame) -> str:
     if len(ranked) > 1:
         gap = ranked.iloc[1]["bic"] - first["bic"]
         strength = "very strong" if gap > 10 else "strong" if gap > 6 else "positive" if gap > 2 else "weak"
-        text += f", {gap:.1f} below {ranked.iloc[1]['model']} ({strength} evidence)"
+        text += f", {gap:.1f} below {ranked.iloc[1]['form']} ({strength} evidence)"
     text += f"; lowest in {first['bic_wins']} of {first['runs']} runs"
     if first["aic"] > ranked["aic"].min():
-        text += f"; AIC prefers {ranked.loc[ranked['aic'].idxmin(), 'model']}"
+        text += f"; AIC prefers {ranked.loc[ranked['aic'].idxmin(), 'form']}"
     return text
 
 
@@ -224,8 +224,8 @@ def coverage_figure(frame: pd.DataFrame, metric: str | None = None) -> Figure:
                             color=palette[mask], markersize=3, linewidth=0.8, capsize=1.5,
                             label=f"{mask_label(mask)}, {order}")
         ax.set_xlabel(X_LABEL)
-        ax.set_ylabel("coverage (share inpainted at least once)")
-        ax.set_title("Coverage: measured (points) and expected (lines)")
+        ax.set_ylabel("coverage")
+        ax.set_title("coverage versus percent")
         ax.legend(title="mask, order", loc="lower right")
         for ax, mask in zip(axes[1:], masks):
             here = data[data["mask"] == mask]
@@ -238,10 +238,11 @@ def coverage_figure(frame: pd.DataFrame, metric: str | None = None) -> Figure:
             ax.set_title(f"mask {mask_label(mask)}")
             ax.set_xlabel("coverage")
             ax.set_ylabel(metric_label(here["distance_name"].iloc[0]))
-        figure.colorbar(ScalarMappable(norm, cmap), ax=axes[1:], label="depth (mean inpaintings per covered pixel)")
+        figure.colorbar(ScalarMappable(norm, cmap), ax=axes[1:], label="depth (inpaintings per covered pixel)")
         if len(orders) > 1:
             handles = [Line2D([], [], linestyle="", marker=MARKERS.get(o, "o"), color="0.4", label=o) for o in orders]
             axes[-1].legend(handles=handles, title="mask order", loc="upper left")
         title(figure, "Distance versus coverage", frame,
-              "grey lines join each image run's checkpoints; colour: depth")
+              "left: coverage (share inpainted at least once), mean ± SD, and its expectation (lines); "
+              "right: each image run's checkpoints")
     return figure

@@ -172,7 +172,7 @@ def test_the_model_recovers_known_weights_and_picks_the_form_that_made_the_data(
     assert len(fits) == 12 * len(MODELS)
     table = model_table(fits)
     chosen = table[table["chosen"]].set_index("mask_order")
-    assert list(chosen["model"]) == ["coverage + recursion"] * 2
+    assert list(chosen["form"]) == ["coverage + recursion"] * 2
     assert chosen["alpha"].to_numpy() == pytest.approx([0.4, 0.4], abs=0.01)
     assert chosen["beta"].to_numpy() == pytest.approx([0.05, 0.05], abs=0.005)
     # at 400 %: coverage 0.4·c, recursion 0.05·(4 − c) of the fitted distance
@@ -180,12 +180,14 @@ def test_the_model_recovers_known_weights_and_picks_the_form_that_made_the_data(
         share = 0.4 * c / (0.4 * c + 0.05 * (4 - c))
         assert chosen.loc[order, "share_coverage"] == pytest.approx(share, abs=0.02)
     assert chosen["why"].str.startswith("lowest BIC summed over 6 image runs").all()
+    backends = pd.concat([both, both.assign(model="other", run_id=both["run_id"] + "-other")])  # a condition
+    assert set(model_table(run_fits(backends))["model"]) == {"m", "other"}
     # no recursion term in the data: whichever form is chosen gives coverage all of it, and the
     # one-parameter coverage model is within weak evidence (ΔBIC < 2) of the best
     coverage_only = model_table(run_fits(curve_frame(lambda c, D, rng: 0.4 * c + rng.normal(0, 0.003))))
     assert coverage_only[coverage_only["chosen"]]["share_coverage"].to_numpy() == pytest.approx([1, 1], abs=0.01)
-    assert (coverage_only[coverage_only["model"] == "coverage"]["delta_bic"] < 2).all()
-    assert (coverage_only[coverage_only["model"] == "percent"]["delta_bic"] > 100).all()
+    assert (coverage_only[coverage_only["form"] == "coverage"]["delta_bic"] < 2).all()
+    assert (coverage_only[coverage_only["form"] == "percent"]["delta_bic"] > 100).all()
 
 
 def test_a_fit_splits_the_last_distance_into_coverage_and_recursion():
