@@ -18,8 +18,10 @@ from analysis.artifacts import run_images
 from analysis.cli import analyze
 from analysis.load import AnalysisError, load_results
 from analysis.summary import summary_table
+from analysis.frames import GENERATION_MEASURES, comparisons
 from analysis.verdicts import AGREEMENT_RHO, ALPHA, CLAIMS, FAILS, HOLDS, LARGE_CV, UNKNOWN
 from rip.config import RunConfig
+from rip.metrics.complexity import COMPLEXITY_KEYS
 from rip.runner import StopRun, run_experiment
 from rip.sweeps.local import run_sweep
 from rip.sweeps.presets import check, expand
@@ -91,7 +93,7 @@ def logged(store):
     children = store.search_runs([experiment], "tags.`rip.kind` = 'image'")
     values = {}
     for child in children:
-        for key in ("ssim", "psnr"):
+        for key in set(child.data.metrics) - {"iteration"}:  # ssim, psnr, coverage, depth, complexity_*
             for m in store.get_metric_history(child.info.run_id, key):
                 values[child.info.run_id, key, m.step] = m.value
     return children, values
@@ -105,7 +107,8 @@ def frame(store, mlflow_server):
 def test_loaded_values_equal_the_logged_ones(frame, logged, store, image_folder):
     children, values = logged
     assert len(children) == 12 and frame["run_id"].nunique() == 12
-    assert len(frame) == len(values) == 12 * 2 * len(PERCENTS)
+    keys = 2 + 2 + len(COMPLEXITY_KEYS)  # ssim, psnr; coverage, depth; the complexity measures
+    assert len(frame) == len(values) == 12 * keys * len(PERCENTS)
     got = {(r.run_id, r.metric, r.percent): r.value for r in frame.itertuples()}
     assert got == values  # exactly: no rounding anywhere
     by_run = {child.info.run_id: child for child in children}
@@ -334,7 +337,7 @@ def test_verdicts_on_real_runs_match_statistics_computed_from_the_logged_values(
     assert frame["run_id"].nunique() == 2 * 2 * 2 * 5
     for model in ("ns", "telea"):
         rows = table[table["context"] == f"model={model}"]
-        assert set(rows["finding"].astype(str)) == set(CLAIMS)
+        assert set(rows["finding"].astype(str)) == set(CLAIMS) | {"7a", "7b", "8"}
         # 1: Page's trend test over the checkpoints, images as blocks
         growth = rows[(rows["finding"].astype(str) == "1") & (rows["mask"] == "16") & (rows["metric"] == "stlpips_alex")]
         m = frame.query("model == @model and mask == 16 and metric == 'stlpips_alex'").pivot_table(
@@ -367,6 +370,12 @@ def test_verdicts_on_real_runs_match_statistics_computed_from_the_logged_values(
             threshold = AGREEMENT_RHO if finding == "4" else LARGE_CV
             assert (holds == (decided["low"].astype(float) > threshold)).all()
             assert (fails == (decided["high"].astype(float) < threshold)).all()
+        elif finding == "7a":  # a falling trend and a relative change below 0
+            assert (holds == ((decided["p_value"].astype(float) < ALPHA) & (decided["high"].astype(float) < 0))).all()
+        elif finding == "7b":
+            assert (holds == ((decided["p_value"].astype(float) < ALPHA) & (decided["value"].astype(float) > 0))).all()
+        elif finding == "8":
+            assert (holds == ((decided["p_value"].astype(float) < ALPHA) & (decided["low"].astype(float) > 0))).all()
         elif finding != "2":
             assert (holds == (decided["p_value"].astype(float) < ALPHA)).all()
 
@@ -377,10 +386,12 @@ def test_the_report_states_the_verdicts_and_metric_names_are_accepted_either_way
     assert "## The study's findings" in text
     for claim in CLAIMS.values():
         assert claim in text
-    assert set(frame["metric"]) == {"ssim", "stlpips_alex", "stlpips_vgg"}
+    assert set(comparisons(frame)["metric"]) == {"ssim", "stlpips_alex", "stlpips_vgg"}
+    assert set(frame["metric"]) - set(comparisons(frame)["metric"]) == set(GENERATION_MEASURES)
+    assert "## Complexity and coverage" in text and "images become simpler" in text
     stability = pd.read_csv(output / "statistics" / "stability.csv")
     assert set(stability["metric"]) == {"stlpips_vgg"}  # --metric stlpips-vgg
     dashed = load_results(mlflow_server.uri, [VERDICTS], ["metric=stlpips-vgg", "metrics=stlpips-alex,ssim"])
-    assert set(dashed["metric"]) == {"stlpips_vgg"} and dashed["run_id"].nunique() == 40
+    assert set(dashed["metric"]) == {"stlpips_vgg", *GENERATION_MEASURES} and dashed["run_id"].nunique() == 40
     with pytest.raises(AnalysisError, match="no selected run logged the metric"):
         load_results(mlflow_server.uri, [VERDICTS], metrics=["lpips-vgg"])
