@@ -12,6 +12,8 @@ and two findings are tested, with the study's verdicts' conventions (`analysis.v
     final distance and the final loss of complexity (1 − ratio); holds when p < ALPHA and rho > 0.
 """
 
+import math
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -19,7 +21,7 @@ from scipy import stats
 
 from analysis.findings import page_min_p, verdict_row
 from analysis.frames import condition_keys, default_metric, distances, last_common_percent
-from analysis.statistics import bootstrap_mean_interval, spearman, spearman_interval
+from analysis.statistics import EXACT_SPEARMAN_MAX, bootstrap_mean_interval, spearman, spearman_interval
 from analysis.style import X_LABEL, colours, count_text, mask_label, styled, title
 from analysis.verdicts import ALPHA, COLUMNS, FAILS, HOLDS, UNKNOWN
 from rip.metrics.complexity import COMPLEXITY_KEYS
@@ -158,6 +160,8 @@ def drift_and_loss(curve: pd.DataFrame, drift: pd.DataFrame, *, measure: str, **
     out.update(percent=percent, n=n)
     if n < 4 or pairs["distance"].nunique() < 2 or pairs["loss"].nunique() < 2:
         return _row("7b", **out, verdict=UNKNOWN, note=f"{n} image(s), distinct values needed in both: no correlation")
+    if n <= EXACT_SPEARMAN_MAX and 2 / math.factorial(n) >= ALPHA:  # the exact test's smallest two-sided p
+        return _row("7b", **out, verdict=UNKNOWN, note=f"{n} images: the exact test cannot reach p < {ALPHA}")
     rho, p_value = spearman(pairs["distance"].to_numpy(), pairs["loss"].to_numpy())
     low, high = spearman_interval(rho, n)
     return _row("7b", **out, statistic="Spearman rho", value=rho, low=low, high=high, p_value=p_value,

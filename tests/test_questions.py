@@ -129,6 +129,8 @@ def test_drift_and_loss_of_complexity_go_together_only_when_they_do():
     assert together.metric == "lpips_vgg" and together.compared == "complexity_edges loss"
     scrambled = row(complexity_verdicts(drift_frame(lambda i: 0.05 * [3, 7, 0, 5, 1, 6, 2, 4][i])), "7b")
     assert scrambled.verdict == FAILS and scrambled.p_value >= 0.05
+    four = row(complexity_verdicts(drift_frame(lambda i: 0.05 * i, images=4)), "7b")  # exact p ≥ 2/4! = 0.083
+    assert four.verdict == UNKNOWN and four.n == 4
 
 
 # 8. The drift continues beyond full coverage; the drift model
