@@ -96,7 +96,8 @@ def load_state(client: MlflowClient, run, config: RunConfig) -> ResumeState:
         state.child_ids[image_id] = child.info.run_id
         if child.info.status == "FINISHED":
             state.finished.add(image_id)
-        histories = {key: client.get_metric_history(child.info.run_id, key) for key in keys + measured}
+        logged = [key for key in measured if key in child.data.metrics]
+        histories = {key: client.get_metric_history(child.info.run_id, key) for key in keys + logged}
         by_percent: dict[int, dict[str, float]] = {}
         for key, history in histories.items():
             for metric in history:
