@@ -3,7 +3,7 @@
     from analysis import load_results, mean_std_figure, save, verdicts
     frame = load_results("http://127.0.0.1:5000", experiments=["rip-replication"])
     save(mean_std_figure(frame), "figures/mean_std.png")  # and .svg, .pdf
-    verdicts(frame)                                          # the study's findings, tested
+    verdicts(frame)                                          # the study's findings, tested (docs/verdicts.md)
 
 Names are imported on first use, so `rip --help` does not pay for matplotlib and scipy.
 """
@@ -22,6 +22,8 @@ _EXPORTS = {
     "analysis.statistics": ("fit_saturation", "paired_tests", "property_correlations", "saturation_fits",
                             "stability_ranking"),
     "analysis.summary": ("summary_table", "to_markdown"),
+    "analysis.cubes": ("completeness",),
+    "analysis.rules": ("Rules",),
     "analysis.verdicts": ("verdicts",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

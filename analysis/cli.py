@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from analysis.rules import Rules
+
 
 class _EchoHandler(logging.Handler):
     """Loader and report warnings as plain lines on stderr."""
@@ -35,15 +37,25 @@ class _EchoHandler(logging.Handler):
               help="Resolution of the PNG figures (SVG and PDF are vector).")
 @click.option("--log/--no-log", "log_run", default=True, show_default=True,
               help="Log the outputs as artifacts of an analysis run (tag rip.kind=analysis).")
-def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinished, metric, filmstrips, dpi, log_run):
-    """Turn recorded runs into figures, a summary table and statistics."""
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=Rules.alpha,
+              show_default=True, help="Chance of any false 'holds' in the verdict table (Holm-adjusted p-values).")
+@click.option("--min-effect", type=click.FloatRange(0, 1, max_open=True), default=Rules.min_effect, show_default=True,
+              help="Smallest relative change a verdict calls real (0.05: 5 % of the distance).")
+@click.option("--agreement-rho", type=click.FloatRange(-1, 1, min_open=True, max_open=True), default=Rules.agreement_rho,
+              show_default=True,
+              help="Spearman rho above which two networks rank the images alike ('strong' from 0.7).")
+@click.option("--large-cv", type=click.FloatRange(min=0, min_open=True), default=Rules.large_cv, show_default=True,
+              help="Coefficient of variation across images above which their spread is called significant.")
+def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinished, metric, filmstrips, dpi, log_run,
+            alpha, min_effect, agreement_rho, large_cv):
+    """Turn recorded runs into figures, a summary table, statistics and verdicts on the study's findings."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from analysis.frames import metric_key
     from analysis.links import run_url
-    from analysis.load import AnalysisError, load_results
+    from analysis.load import AnalysisError, finished_runs, load_results
     from analysis.record import log_analysis_run
     from analysis.report import write_report
 
@@ -55,20 +67,26 @@ def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinis
         experiments = [name for name in experiments if name.strip()]
         keys = [key.strip() for key in metrics.split(",") if key.strip()]
         try:
+            # every run, unfinished ones too: the verdicts count their images (figures and tables leave them out)
             frame = load_results(client=client, experiments=experiments, filters=filters, metrics=keys,
-                                 include_unfinished=include_unfinished)
-            if metric and metric_key(metric) not in set(frame["metric"]):
-                raise AnalysisError(f"metric {metric!r} not in the loaded runs: {', '.join(sorted(frame['metric'].unique()))}")
+                                 include_unfinished=True)
+            shown = frame if include_unfinished else finished_runs(frame)
+            if metric and metric_key(metric) not in set(shown["metric"]):
+                raise AnalysisError(f"metric {metric!r} not in the loaded runs: {', '.join(sorted(shown['metric'].unique()))}")
         except AnalysisError as error:
             raise click.ClickException(str(error)) from error
         except MlflowException as error:  # e.g. no server at that address
             raise click.ClickException(f"cannot read runs from {client.tracking_uri}: {error.message}") from error
-        written = write_report(frame, output, client, filmstrips=filmstrips, metric=metric_key(metric) or None, dpi=dpi)
-        click.echo(f"{frame['run_id'].nunique()} image runs analysed; {len(written)} files in {Path(output)}")
+        rules = Rules(alpha=alpha, min_effect=min_effect, agreement_rho=agreement_rho, large_cv=large_cv)
+        written = write_report(frame, output, client, filmstrips=filmstrips, metric=metric_key(metric) or None, dpi=dpi,
+                               rules=rules, include_unfinished=include_unfinished)
+        click.echo(f"{shown['run_id'].nunique()} image runs analysed; {len(written)} files in {Path(output)}")
         if log_run:
             params = {"experiments": ",".join(experiments), "filters": ";".join(filters), "metrics": metrics,
-                      "include_unfinished": str(include_unfinished).lower(), "metric": metric, "dpi": str(dpi)}
-            run = log_analysis_run(client, output, frame, params)
+                      "include_unfinished": str(include_unfinished).lower(), "metric": metric, "dpi": str(dpi),
+                      "alpha": str(alpha), "min_effect": str(min_effect), "agreement_rho": str(agreement_rho),
+                      "large_cv": str(large_cv)}
+            run = log_analysis_run(client, output, shown, params)
             address = run_url(client.tracking_uri, run.info.experiment_id, run.info.run_id)
             click.echo(f"analysis run {run.info.run_id} holds the outputs as artifacts (report.html)"
                        + (f": {address}" if address else ""))

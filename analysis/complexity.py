@@ -2,31 +2,31 @@
 
 Runs log the complexity of every generation inside the picture's area (`rip.metrics.complexity`;
 keys `complexity_*`), the original's at 0 %. Here each value becomes a ratio to the original's,
-and two findings are tested, with the study's verdicts' conventions (`analysis.verdicts`):
+and two findings are tested in the study's verdicts' terms (`analysis.findings`), per condition,
+mask and measure, over the checkpoints from 50 % on and the images with finished runs:
 
-7a. Images become simpler: per measure, the complexity falls as the percent grows, over the
-    checkpoints after 0 % (Page's trend test, images × checkpoints, decreasing order
-    predicted); effect size: the mean relative change from the first to the last of them, with
-    a 95 % BCa bootstrap interval over images. Holds when p < ALPHA and the interval lies below 0.
-7b. Images that drift further lose more complexity: Spearman's rho across images between the
-    final distance and the final loss of complexity (1 − ratio); holds when p < ALPHA and rho > 0.
+Q1a. Images become simpler: each image's complexity at the last checkpoint over its complexity at
+     the first (from 50 %), geometric mean over images with a t interval on the log scale; holds
+     when the interval lies below 1 − min_effect and the Holm-adjusted p is below alpha.
+Q1b. Images that drift further lose more complexity: Spearman's rho across images between the
+     final distance and the final loss of complexity (1 − ratio to the original); holds when the
+     interval lies above 0 and the Holm-adjusted p is below alpha.
 """
-
-import math
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import stats
 
-from analysis.findings import page_min_p, verdict_row
+from analysis import effects
+from analysis.findings import decide, effect_row
 from analysis.frames import condition_keys, default_metric, distances, last_common_percent
-from analysis.statistics import EXACT_SPEARMAN_MAX, bootstrap_mean_interval, spearman, spearman_interval
+from analysis.rules import Rules
 from analysis.style import X_LABEL, colours, count_text, mask_label, styled, title
-from analysis.verdicts import ALPHA, COLUMNS, FAILS, HOLDS, UNKNOWN
 from rip.metrics.complexity import COMPLEXITY_KEYS
 
-CLAIMS = {"7a": "images become simpler", "7b": "images that drift further lose more complexity"}
+FIRST_PERCENT = 50  # as the study's verdicts: checkpoints from 50 % on
+CLAIMS = {"Q1a": "the images become simpler and less intricate",
+          "Q1b": "images that drift further from the original lose more complexity"}
 MEASURE_LABELS = {
     "complexity_png_bpp": "PNG size (bits per pixel)",
     "complexity_edges": "edge density (Canny)",
@@ -93,13 +93,18 @@ def complexity_figure(frame: pd.DataFrame) -> Figure:
     return figure
 
 
-def complexity_verdicts(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
-    """Findings 7a and 7b (see the module docstring) per condition, mask and measure, in
-    `analysis.verdicts.COLUMNS`. `metric`: the distance of 7b (default: lpips_vgg, else the first)."""
+def complexity_verdicts(frame: pd.DataFrame, metric: str | None = None, rules: Rules = Rules()) -> pd.DataFrame:
+    """Findings Q1a and Q1b for every condition of `frame`, decided as one family (Holm over their rows)."""
+    return decide(complexity_rows(frame, metric, rules), rules)
+
+
+def complexity_rows(frame: pd.DataFrame, metric: str | None = None, rules: Rules = Rules()) -> list[dict]:
+    """The rows of findings Q1a and Q1b (see the module docstring), undecided (`analysis.findings`).
+    `metric`: the distance of Q1b (default: lpips_vgg, else the first distance)."""
     ratios = complexity_ratios(frame)
     if ratios.empty:
-        return pd.DataFrame([_row("7a", verdict=UNKNOWN, note="no complexity measured (runs before it was logged, "
-                                  "or run with complexity off)")], columns=COLUMNS)
+        return [_row("Q1a", "", None, bound=1 - rules.min_effect,
+                     note="no complexity measured (runs recorded before it was, or with it off)")]
     d = distances(frame)
     metric = metric or (default_metric(d) if not d.empty else None)
     keys = condition_keys(frame)
@@ -113,61 +118,55 @@ def complexity_verdicts(frame: pd.DataFrame, metric: str | None = None) -> pd.Da
                 drift = drift[drift[k].astype(str) == str(v)]
             for measure in [key for key in COMPLEXITY_KEYS if key in set(by_mask["metric"])]:
                 curve = by_mask[by_mask["metric"] == measure]
-                rows.append(simpler(curve, context=context, mask=mask, metric=measure))
-                rows.append(drift_and_loss(curve, drift, context=context, mask=mask, measure=measure))
-    return pd.DataFrame(rows, columns=COLUMNS).astype({"mask": "Int64", "percent": "Int64", "n": "Int64"})
+                rows.append(simpler(curve, rules, context=context, mask=mask, metric=measure))
+                rows.append(drift_and_loss(curve, drift, rules, context=context, mask=mask, measure=measure))
+    return rows
 
 
-def simpler(curve: pd.DataFrame, **scope) -> dict:
-    """Finding 7a for one condition, mask and measure (`curve`: its rows, as `complexity_ratios`)."""
+def simpler(curve: pd.DataFrame, rules: Rules = Rules(), *, context: str = "", **scope) -> dict:
+    """Finding Q1a for one condition, mask and measure (`curve`: its rows, as `complexity_ratios`)."""
     last = last_common_percent(curve)
-    matrix = (curve[(curve["percent"] > 0) & (curve["percent"] <= last)]
+    matrix = (curve[(curve["percent"] >= FIRST_PERCENT) & (curve["percent"] <= last)]
               .groupby(["image_id", "percent"])["value"].mean().unstack("percent").dropna().sort_index(axis=1))
-    n, k = matrix.shape
-    rule = (f"Page's trend test over the checkpoints after 0 %, decreasing order predicted: holds when p < {ALPHA} "
-            "and the mean relative change's 95 % interval lies below 0")
-    if k < 3 or n < 1 or page_min_p(n, k) >= ALPHA:
-        return _row("7a", **scope, n=n, rule=rule, verdict=UNKNOWN,
-                    note=f"{n} image(s) x {k} checkpoint(s) after 0%: the test cannot reach p < {ALPHA}")
-    first, final = matrix.iloc[:, 0], matrix.iloc[:, -1]
-    change = (final / first.where(first > 0) - 1).dropna().to_numpy()
-    low, high = bootstrap_mean_interval(change)
-    result = stats.page_trend_test(matrix.to_numpy(), predicted_ranks=np.arange(k, 0, -1))
-    p_value = float(result.pvalue)
-    verdict = HOLDS if p_value < ALPHA and high < 0 else FAILS
-    ratio = curve[curve["percent"].isin([matrix.columns[0], matrix.columns[-1]])].groupby("percent")["ratio"].mean()
-    return _row("7a", **scope, percent=int(matrix.columns[-1]),
-                statistic=f"mean relative change {matrix.columns[0]}→{matrix.columns[-1]}%",
-                value=float(change.mean()) if len(change) else np.nan, low=low, high=high, p_value=p_value, n=n,
-                rule=rule, verdict=verdict,
-                note=f"Page's L {result.statistic:.4g}; mean ratio to the original {ratio.iloc[0]:.3g} at "
-                     f"{matrix.columns[0]}% -> {ratio.iloc[-1]:.3g} at {matrix.columns[-1]}%")
+    bound = 1 - rules.min_effect
+    if matrix.shape[1] < 2:
+        return _row("Q1a", context, None, side="less", bound=bound, n=len(matrix), **scope,
+                    note=f"{matrix.shape[1]} checkpoint(s) from {FIRST_PERCENT} %")
+    first, final = matrix.columns[0], matrix.columns[-1]
+    effect = effects.geometric_ratios(matrix[[final]].to_numpy(), matrix[[first]].to_numpy(), bound, "less")[0]
+    rule = (f"each image's complexity at {final} % / at {first} %, geometric mean, t 95 % on logs: holds when below "
+            f"{bound:g} and Holm p < {rules.alpha} (Holm over the open questions' rows)")
+    ratio = curve[curve["percent"].isin([first, final])].groupby("percent")["ratio"].mean()
+    return _row("Q1a", context, effect, statistic=f"complexity at {final} % / at {first} %", side="less", bound=bound,
+                rule=rule, checkpoints=f"{first}–{final} %", **scope,
+                note=f"mean ratio to the original {ratio.iloc[0]:.3g} at {first} % -> {ratio.iloc[-1]:.3g} at {final} %")
 
 
-def drift_and_loss(curve: pd.DataFrame, drift: pd.DataFrame, *, measure: str, **scope) -> dict:
-    """Finding 7b for one condition, mask and measure: the final distance (`drift`: rows of
+def drift_and_loss(curve: pd.DataFrame, drift: pd.DataFrame, rules: Rules = Rules(), *, measure: str,
+                   context: str = "", **scope) -> dict:
+    """Finding Q1b for one condition, mask and measure: the final distance (`drift`: rows of
     `distances` for one metric) against the final loss of complexity, across images."""
-    rule = f"Spearman rho across images, final distance vs loss of complexity (1 − ratio): holds when p < {ALPHA} and rho > 0"
+    rule = (f"Spearman rho across images of the final distance and the loss of complexity (1 − ratio to the original), "
+            f"Fisher z 95 %: holds when above 0 and Holm p < {rules.alpha} (Holm over the open questions' rows)")
     name = drift["distance_name"].iloc[0] if len(drift) else ""
-    out = dict(**scope, metric=name, compared=f"{measure} loss", rule=rule)
+    out = dict(metric=name, compared=f"{measure} loss", statistic="Spearman rho", side="greater", bound=0.0, rule=rule)
     if drift.empty:
-        return _row("7b", **out, verdict=UNKNOWN, note="no distance measured")
+        return _row("Q1b", context, None, **out, **scope, note="no distance measured")
     percent = min(last_common_percent(curve), last_common_percent(drift))
     loss = 1 - curve[curve["percent"] == percent].groupby("image_id")["ratio"].mean()
     final = drift[drift["percent"] == percent].groupby("image_id")["distance"].mean()
     pairs = pd.concat([final.rename("distance"), loss.rename("loss")], axis=1).dropna()
-    n = len(pairs)
-    out.update(percent=percent, n=n)
-    if n < 4 or pairs["distance"].nunique() < 2 or pairs["loss"].nunique() < 2:
-        return _row("7b", **out, verdict=UNKNOWN, note=f"{n} image(s), distinct values needed in both: no correlation")
-    if n <= EXACT_SPEARMAN_MAX and 2 / math.factorial(n) >= ALPHA:  # the exact test's smallest two-sided p
-        return _row("7b", **out, verdict=UNKNOWN, note=f"{n} images: the exact test cannot reach p < {ALPHA}")
-    rho, p_value = spearman(pairs["distance"].to_numpy(), pairs["loss"].to_numpy())
-    low, high = spearman_interval(rho, n)
-    return _row("7b", **out, statistic="Spearman rho", value=rho, low=low, high=high, p_value=p_value,
-                verdict=HOLDS if p_value < ALPHA and rho > 0 else FAILS,
-                note=f"mean loss {pairs['loss'].mean():.3g}, mean distance {pairs['distance'].mean():.3g}")
+    effect = effects.spearman_above(pairs["distance"].to_numpy(), pairs["loss"].to_numpy(), 0.0)
+    note = f"mean loss {pairs['loss'].mean():.3g}, mean distance {pairs['distance'].mean():.3g}" if len(pairs) else ""
+    if not np.isfinite(effect.p_value):
+        note = f"{len(pairs)} image(s) with distinct values in both: no correlation"
+    return _row("Q1b", context, effect, **out, checkpoints=f"{percent} %", **scope, note=note)
 
 
-def _row(finding: str, **values) -> dict:
-    return verdict_row(finding, CLAIMS[finding], **values)
+def _row(finding: str, context: str, effect, *, side: str = "less", bound: float = np.nan, statistic: str = "",
+         rule: str = "", note: str = "", **scope) -> dict:
+    row = effect_row(finding, CLAIMS[finding], context, effect, statistic=statistic, side=side, bound=bound, rule=rule,
+                     **scope)
+    if note:
+        row["note"] = note + ("; " + row["note"] if row["note"] else "")
+    return row

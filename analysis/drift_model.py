@@ -10,11 +10,11 @@ the checkpoints after 0 %, with each of MODELS; the models are compared by AIC a
 over runs, and the chosen one splits the fitted distance at the last checkpoint into a coverage
 part f(c, 1) (every covered pixel inpainted once) and a recursion part f(c, D) − f(c, 1).
 
-8. The drift continues beyond full coverage: over the checkpoints where every run's coverage is
-   at least FULL_COVERAGE, the distance still grows (Page's trend test, images × checkpoints,
-   increasing order predicted); effect size: the mean growth per 100 % from the first to the
-   last of them, with a 95 % BCa bootstrap interval over images. Holds when p < ALPHA and the
-   interval lies above 0.
+Q2. The drift continues beyond full coverage: over the checkpoints where every finished run's
+    coverage is at least FULL_COVERAGE, each image's growth (OLS slope × span) over its distance
+    at the first of them, a ratio of means over images with Fieller's 95 % interval; holds when the
+    interval lies above min_effect and the Holm-adjusted p is below alpha, as the study's finding 1
+    (`analysis.verdicts`), with coverage in place of percent.
 """
 
 import numpy as np
@@ -26,15 +26,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy import stats
 
-from analysis.findings import page_min_p, verdict_row
+from analysis import effects
+from analysis.findings import decide, effect_row
 from analysis.frames import condition_keys, default_metric, distances, last_common_percent
-from analysis.statistics import bootstrap_mean_interval
+from analysis.rules import Rules
 from analysis.style import X_LABEL, colours, mask_label, metric_label, styled, title
-from analysis.verdicts import ALPHA, COLUMNS, FAILS, HOLDS, UNKNOWN
 from rip.protocol.masks import expected_coverage
 
 FULL_COVERAGE = 0.99
-CLAIMS = {"8": "the drift continues beyond full coverage"}
+CLAIMS = {"Q2": "the drift continues once every pixel has been inpainted (beyond full coverage)"}
 
 
 def _log_depth(depth: np.ndarray) -> np.ndarray:
@@ -142,48 +142,51 @@ def _why(ranked: pd.DataFrame) -> str:
     return text
 
 
-def coverage_verdicts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Finding 8 (see the module docstring) per condition, mask and distance, in `analysis.verdicts.COLUMNS`."""
+def coverage_verdicts(frame: pd.DataFrame, rules: Rules = Rules()) -> pd.DataFrame:
+    """Finding Q2 for every condition of `frame`, decided as one family (Holm over its rows)."""
+    return decide(coverage_rows(frame, rules), rules)
+
+
+def coverage_rows(frame: pd.DataFrame, rules: Rules = Rules()) -> list[dict]:
+    """The rows of finding Q2 (see the module docstring) per condition, mask and distance, undecided."""
     data = coverage_frame(frame)
     if data.empty:
-        return pd.DataFrame([verdict_row("8", CLAIMS["8"], verdict=UNKNOWN,
-                                         note="no coverage logged (runs recorded before it was)")], columns=COLUMNS)
+        return [effect_row("Q2", CLAIMS["Q2"], "", None, statistic="", side="greater", bound=rules.min_effect, rule="",
+                           note="no coverage logged (runs recorded before it was)")]
     keys = condition_keys(frame)
     rows = []
     for values, group in (data.groupby(keys, sort=True, dropna=False) if keys else [((), data)]):
         values = values if isinstance(values, tuple) else (values,)
         context = ", ".join(f"{k}={v}" for k, v in zip(keys, values))
         for (metric, mask), curve in group.groupby(["distance_name", "mask"], sort=True):
-            rows.append(beyond_full_coverage(curve, context=context, mask=mask, metric=metric))
-    return pd.DataFrame(rows, columns=COLUMNS).astype({"mask": "Int64", "percent": "Int64", "n": "Int64"})
+            rows.append(beyond_full_coverage(curve, rules, context=context, mask=mask, metric=metric))
+    return rows
 
 
-def beyond_full_coverage(curve: pd.DataFrame, **scope) -> dict:
-    """Finding 8 for one condition, mask and distance (`curve`: its rows of `coverage_frame`)."""
+def beyond_full_coverage(curve: pd.DataFrame, rules: Rules = Rules(), *, context: str = "", **scope) -> dict:
+    """Finding Q2 for one condition, mask and distance (`curve`: its rows of `coverage_frame`)."""
     last = last_common_percent(curve)
     lowest = curve[curve["percent"] <= last].groupby("percent")["coverage"].min()
     full = lowest[lowest >= FULL_COVERAGE].index
     matrix = (curve[curve["percent"].isin(full)].groupby(["image_id", "percent"])["distance"].mean()
               .unstack("percent").dropna().sort_index(axis=1))
-    n, k = matrix.shape
-    rule = (f"Page's trend test over the checkpoints where every run's coverage is at least {FULL_COVERAGE:.0%}, "
-            f"increasing order predicted: holds when p < {ALPHA} and the mean growth's 95 % interval lies above 0")
-    if k < 3 or n < 1 or page_min_p(n, k) >= ALPHA:
-        where = f"from {int(full[0])}%" if len(full) else f"at no checkpoint up to {last}% (lowest {lowest.iloc[-1]:.3f})"
-        return verdict_row("8", CLAIMS["8"], **scope, n=n, rule=rule, verdict=UNKNOWN,
-                           note=f"coverage ≥ {FULL_COVERAGE:.0%} {where}: {n} image(s) x {k} checkpoint(s), "
-                                f"the test cannot reach p < {ALPHA}")
-    start, end = matrix.columns[0], matrix.columns[-1]
-    growth = ((matrix[end] - matrix[start]) / (end - start) * 100).to_numpy()
-    low, high = bootstrap_mean_interval(growth)
-    result = stats.page_trend_test(matrix.to_numpy())
-    p_value = float(result.pvalue)
+    bound = rules.min_effect
+    if matrix.shape[1] < 2:
+        where = f"from {int(full[0])} %" if len(full) else f"at no checkpoint up to {last} % (lowest {lowest.iloc[-1]:.3f})"
+        return effect_row("Q2", CLAIMS["Q2"], context, None, statistic="", side="greater", bound=bound, rule="",
+                          n=len(matrix), note=f"coverage ≥ {FULL_COVERAGE:.0%} {where}: fewer than 2 checkpoints", **scope)
+    p = matrix.columns.to_numpy(dtype=float)
+    start, end = int(p[0]), int(p[-1])
+    y = matrix.to_numpy()
+    slopes = ((p - p.mean()) * (y - y.mean(axis=1, keepdims=True))).sum(axis=1) / ((p - p.mean()) ** 2).sum()
+    effect = effects.ratio_of_means(slopes * (p[-1] - p[0]), y[:, 0], bound, "greater")
+    rule = (f"growth {start}–{end} % (per-image OLS slope × span, every run's coverage ≥ {FULL_COVERAGE:.0%}) / "
+            f"distance at {start} %, Fieller 95 %: holds when above {bound:g} and Holm p < {rules.alpha} (Holm over "
+            "the open questions' rows)")
     means = matrix.mean()
-    return verdict_row("8", CLAIMS["8"], **scope, percent=int(end), statistic=f"mean growth per 100 %, {start}→{end}%",
-                       value=float(growth.mean()), low=low, high=high, p_value=p_value, n=n, rule=rule,
-                       verdict=HOLDS if p_value < ALPHA and low > 0 else FAILS,
-                       note=f"Page's L {result.statistic:.4g}; mean {means.iloc[0]:.4g} at {start}% -> "
-                            f"{means.iloc[-1]:.4g} at {end}%")
+    return effect_row("Q2", CLAIMS["Q2"], context, effect, statistic=f"growth / distance at {start} %", side="greater",
+                      bound=bound, rule=rule, checkpoints=f"{start}–{end} %",
+                      note=f"mean {means.iloc[0]:.4g} at {start} % -> {means.iloc[-1]:.4g} at {end} %", **scope)
 
 
 def coverage_figure(frame: pd.DataFrame, metric: str | None = None) -> Figure:

@@ -174,6 +174,9 @@ def label_figure(breakdown: pd.DataFrame, label: str, frame: pd.DataFrame | None
     images and size.
     """
     rows = breakdown[breakdown["label"] == label]
+    if rows.duplicated(["mask", "group"]).any():
+        raise ValueError("the breakdown holds several conditions or experiments: draw one figure per condition "
+                         "(analysis.frames.groups)")
     groups = sorted(rows["group"].unique(), key=str)
     masks = sorted(rows["mask"].unique())
     palette = colours(masks)

@@ -10,8 +10,8 @@ from rip.metrics.pixel_metrics import Psnr, Ssim
 SIMILARITIES = {cls.name.replace("-", "_") for cls in (Ssim, Psnr)}  # higher = more similar
 BOUNDED_SIMILARITIES = {Ssim.name: "1-ssim"}  # similarity in [.., 1] -> distance 1 - s
 # Parameters that tell configurations apart, besides mask and seed (the study's two axes)
-CONDITIONS = ("model", "paste_back", "steps", "guidance", "strength", "scheduler", "mask_order", "prompt",
-              "size", "images", "random_numbers", "pad_color", "resample", "dtype", "skip_guidance",
+CONDITIONS = ("model", "model_revision", "paste_back", "steps", "guidance", "strength", "scheduler", "mask_order",
+              "prompt", "size", "images", "random_numbers", "pad_color", "resample", "dtype", "skip_guidance",
               "safety_checker")
 # what each generation is, not how far it is from its original: measured per checkpoint beside the metrics
 GENERATION_MEASURES = ("coverage", "depth", *COMPLEXITY_KEYS)
@@ -48,7 +48,7 @@ def distances(frame: pd.DataFrame) -> pd.DataFrame:
     keep = frame[~frame["metric"].isin(SIMILARITIES - set(BOUNDED_SIMILARITIES))].copy()
     similarity = keep["metric"].isin(set(BOUNDED_SIMILARITIES))
     keep["distance"] = keep["value"].where(~similarity, 1 - keep["value"])
-    keep["distance_name"] = keep["metric"].map(lambda m: BOUNDED_SIMILARITIES.get(m, m))
+    keep["distance_name"] = keep["metric"].map({m: BOUNDED_SIMILARITIES.get(m, m) for m in keep["metric"].unique()})
     return keep
 
 

@@ -275,20 +275,14 @@ def _check_filter_keys(filters: list[Filter], records: list[dict]) -> None:
 
 
 def _drop_unfinished(records: list[dict], include_unfinished: bool) -> list[dict]:
-    """FINISHED image runs (all with `include_unfinished`), warning about what was left out."""
+    """FINISHED image runs (all with `include_unfinished`), warning about the others."""
     unfinished = [r for r in records if r["status"] != "FINISHED"]
     if unfinished:
-        counts = pd.Series([r["status"] for r in unfinished]).value_counts()
-        statuses = ", ".join(f"{n} {status}" for status, n in counts.items())
-        configurations = sorted({f"{r['parent_name'] or r['parent_run_id']} ({r['experiment']})" for r in unfinished})
-        detail = f"{len(unfinished)} of {len(records)} image runs are unfinished ({statuses}) in {', '.join(configurations)}"
+        detail = _unfinished_detail(pd.DataFrame(unfinished), len(records))
         if include_unfinished:
-            logger.warning("%s: analysing the values they logged so far", detail)
+            logger.warning("%s: loaded the values they logged so far", detail)
         elif len(unfinished) == len(records):
-            raise AnalysisError(
-                f"no finished runs to analyse: {detail}. Wait for them to finish, or pass "
-                "--include-unfinished (include_unfinished=True) to analyse the values they logged"
-            )
+            raise AnalysisError(_nothing_finished(detail))
         else:
             logger.warning("left out %s; --include-unfinished keeps them", detail)
             records = [r for r in records if r["status"] == "FINISHED"]
@@ -300,3 +294,27 @@ def _drop_unfinished(records: list[dict], include_unfinished: bool) -> list[dict
         logger.warning("configuration runs not finished, their finished image runs are included: %s",
                        ", ".join(open_parents))
     return records
+
+
+def finished_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of FINISHED image runs of a frame loaded with `include_unfinished`; AnalysisError when
+    there are none."""
+    done = frame["status"] == "FINISHED"
+    if not done.any():
+        runs = frame.drop_duplicates("run_id")
+        raise AnalysisError(_nothing_finished(_unfinished_detail(runs, len(runs))))
+    return frame[done]
+
+
+def _unfinished_detail(unfinished: pd.DataFrame, total: int) -> str:
+    """"3 of 40 image runs are unfinished (2 FAILED, 1 RUNNING) in CONFIGURATION (EXPERIMENT), ..."."""
+    statuses = ", ".join(f"{n} {status}" for status, n in unfinished["status"].value_counts().items())
+    names = unfinished.get("parent_name", unfinished["parent_run_id"]).fillna("").astype(str)
+    names = names.where(names != "", unfinished["parent_run_id"])
+    configurations = sorted({f"{name} ({experiment})" for name, experiment in zip(names, unfinished["experiment"])})
+    return f"{len(unfinished)} of {total} image runs are unfinished ({statuses}) in {', '.join(configurations)}"
+
+
+def _nothing_finished(detail: str) -> str:
+    return (f"no finished runs to analyse: {detail}. Wait for them to finish, or pass "
+            "--include-unfinished (include_unfinished=True) to analyse the values they logged")

@@ -2,23 +2,44 @@
 the drift is coverage rather than recursion? Their verdicts and their section of the report.
 
     from analysis.questions import question_verdicts
-    question_verdicts(frame)  # findings 7a, 7b (analysis.complexity) and 8 (analysis.drift_model)
+    question_verdicts(frame)  # findings Q1a, Q1b (analysis.complexity) and Q2 (analysis.drift_model)
+
+The questions' rows form a family of their own: their p-values are Holm-adjusted over their rows,
+so the study's verdicts do not depend on whether complexity was logged.
 """
 
 import pandas as pd
 
-from analysis.complexity import complexity_figure, complexity_table, complexity_verdicts
+from analysis import complexity, drift_model
+from analysis.complexity import complexity_figure, complexity_rows, complexity_table
 from analysis.document import Section, Table, Text
-from analysis.drift_model import (FULL_COVERAGE, MODELS, coverage_figure, coverage_frame, coverage_verdicts, model_table,
-                                  run_fits)
+from analysis.drift_model import FULL_COVERAGE, MODELS, coverage_figure, coverage_frame, coverage_rows, model_table, run_fits
+from analysis.findings import decide
 from analysis.frames import condition_keys, slug
+from analysis.rules import Rules
 from rip.metrics.complexity import COMPLEXITY_KEYS
 
+QUESTIONS = {**complexity.CLAIMS, **drift_model.CLAIMS}
 
-def question_verdicts(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
-    """Findings 7a, 7b and 8 for every condition of `frame`, in `analysis.verdicts.COLUMNS`.
-    `metric`: the distance of 7b (default: lpips_vgg, else the first)."""
-    return pd.concat([complexity_verdicts(frame, metric), coverage_verdicts(frame)], ignore_index=True)
+
+def question_verdicts(frame: pd.DataFrame, rules: Rules = Rules(), metric: str | None = None) -> pd.DataFrame:
+    """Findings Q1a, Q1b and Q2 for every condition of `frame`, in `analysis.verdicts.COLUMNS`, decided
+    as one family. Only FINISHED image runs enter; `incomplete` counts the images left out.
+    `metric`: the distance of Q1b (default: lpips_vgg, else the first)."""
+    finished = frame[frame["status"] == "FINISHED"] if "status" in frame else frame
+    rows = complexity_rows(finished, metric, rules) + coverage_rows(finished, rules)
+    table = decide(rows, rules)
+    if len(finished) < len(frame):
+        keys = condition_keys(frame)
+        left_out = frame[frame["status"] != "FINISHED"]
+        counts = (left_out.groupby(keys, dropna=False)["image_id"].nunique() if keys
+                  else pd.Series({(): left_out["image_id"].nunique()}))
+        by_context = {", ".join(f"{k}={v}" for k, v in zip(keys, values if isinstance(values, tuple) else (values,))):
+                      int(n) for values, n in counts.items()}
+        table["incomplete"] = table["context"].map(by_context).fillna(0).astype(int)
+        left = table["incomplete"] > 0
+        table.loc[left, "note"] = table.loc[left, "note"].astype(str) + "; images with unfinished runs left out"
+    return table
 
 
 def questions_section(frame: pd.DataFrame, out, metric: str | None = None) -> Section | None:
@@ -34,8 +55,8 @@ def questions_section(frame: pd.DataFrame, out, metric: str | None = None) -> Se
         "and shown as a ratio to the original's: lossless PNG size in bits per pixel, Canny edge density, colour "
         "entropy, the share of spectral energy above 1/8 cycle per pixel, and Hasler–Süsstrunk colourfulness. "
         "Coverage is the share of the image inpainted at least once, depth how often a covered pixel was inpainted on "
-        "average (coverage × depth = percent / 100), both from each run's own squares. Their verdicts (7a, 7b, 8) are "
-        "in the verdict table above.")]
+        "average (coverage × depth = percent / 100), both from each run's own squares. Their verdicts (Q1a, Q1b, Q2) "
+        "are in the verdict table above, Holm-adjusted as a family of their own.")]
     for label, rows in _groups(frame):
         suffix = f"-{label}" if label else ""
         where = f" ({label})" if label else ""
@@ -63,7 +84,7 @@ def questions_section(frame: pd.DataFrame, out, metric: str | None = None) -> Se
                 Text(f"The drift model: each image run's distance d at the checkpoints after 0 % fitted through the "
                      f"origin by least squares with coverage c and depth D ({forms}). Models are compared by AIC and BIC "
                      "summed over image runs; the chosen one (lowest BIC) splits the fitted distance at the last "
-                     "checkpoint into coverage, f(c, 1), and recursion, f(c, D) − f(c, 1). Finding 8 asks whether the "
+                     "checkpoint into coverage, f(c, 1), and recursion, f(c, D) − f(c, 1). Finding Q2 asks whether the "
                      f"distance still grows once every run's coverage is at least {FULL_COVERAGE:.0%}."),
                 Table(models[models["chosen"]], "The chosen model per condition, mask and distance, and why (every "
                       "model in the file, every run's fit in statistics/drift_model_runs.csv):",

@@ -1,12 +1,14 @@
 """Every output of an analysis, written to one folder: tables, figures, statistics, verdicts, report.
 
-Layout: results.csv (the tidy frame), summary.csv/.md, verdicts.csv, figures/*.{png,svg,pdf},
+Layout: results.csv (the tidy frame), summary.csv/.md, verdicts.csv, completeness.csv, figures/*.{png,svg,pdf},
 figures/filmstrips/*, statistics/*.csv, and report.md (links by relative paths) and report.html
 (self-contained) tying them together. A frame mixing experiments or conditions (model,
 paste_back, ...) gets one set of figures per group, the group in the file name.
 """
 
 from pathlib import Path
+
+import logging
 
 import numpy as np
 import pandas as pd
@@ -22,9 +24,14 @@ from analysis.links import experiment_url, run_url
 from analysis.questions import question_verdicts, questions_section
 from analysis.style import FORMATS, metric_label
 from analysis.summary import summary_table, to_markdown
-from analysis.verdicts import AGREEMENT_RHO, ALPHA, LARGE_CV, tally, verdicts
+from analysis.cubes import completeness
+from analysis.load import finished_runs
+from analysis.rules import Rules
+from analysis.verdicts import FAILS, HOLDS, POOLED, UNKNOWN, changed, verdicts
 
 TITLE = "Recursive inpainting: analysis"
+SHOWN_CHANGES = 3  # verdicts changed by the incomplete images, listed in the report (all: verdicts.csv)
+logger = logging.getLogger(__name__)
 
 
 def write_report(
@@ -36,8 +43,14 @@ def write_report(
     metric: str | None = None,
     dpi: int = 300,
     tracking_uri: str | None = None,
+    rules: Rules = Rules(),
+    include_unfinished: bool = False,
 ) -> list[Path]:
     """Write every output for `frame` into `folder`; return the files written.
+
+    The verdicts (decided by `rules`) read every run of `frame` and count the images whose runs
+    are unfinished or missing; the figures and tables leave unfinished runs out unless
+    `include_unfinished`.
 
     With a `client`, images are read from the runs' artifacts: filmstrips (`filmstrips` images
     per group and mask, spread from the most to the least stable) and the image properties
@@ -47,17 +60,25 @@ def write_report(
     of `tracking_uri` (default: the client's) when it is an http(s) server.
     """
     out = _Outputs(Path(folder), dpi)
-    metric = metric or default_metric(frame)
     uri = tracking_uri or (client.tracking_uri if client is not None else None)
     document = Document(TITLE)
-    # 1. The data, the runs and the verdicts
+    # 1. The verdicts, on every run
+    findings = pd.concat([verdicts(frame, rules), question_verdicts(frame, rules, metric)], ignore_index=True)
+    counts = completeness(frame)
+    out.table(findings, "verdicts.csv")
+    out.table(counts, "completeness.csv")
+    document.sections.append(_verdict_section(findings, counts, rules))
+    # 2. The data and the runs
+    if not include_unfinished and (frame["status"] != "FINISHED").any():
+        unfinished = frame.loc[frame["status"] != "FINISHED", "run_id"].nunique()
+        logger.warning("figures and tables leave out the %d unfinished image runs (--include-unfinished true keeps "
+                       "them); the verdicts count their images as incomplete", unfinished)
+        frame = finished_runs(frame)
+    metric = metric or default_metric(frame)
     out.table(frame, "results.csv")
     measured, frame = frame, comparisons(frame)  # coverage, depth and complexity have their own section
     document.sections.append(_overview(frame, uri))
-    findings = pd.concat([verdicts(frame), question_verdicts(measured, metric)], ignore_index=True)
-    out.table(findings, "verdicts.csv")
-    document.sections.append(_verdict_section(findings))
-    # 2. The summary table
+    # 3. The summary table
     summary = summary_table(frame)
     out.table(summary, "summary.csv")
     out.text(to_markdown(summary), "summary.md")
@@ -65,19 +86,19 @@ def write_report(
     document.sections.append(Section(f"Summary at {final} % inpainted", [
         Table(summary_table(frame[frame["percent"] == final]), "Mean, SD (ddof=1), min, max and n over image runs.",
               "summary.csv")]))
-    # 3. The study's figures, per group of runs
+    # 4. The study's figures, per group of runs
     document.sections.append(_figures(frame, out, metric))
-    # 4. The final distance by image label
+    # 5. The final distance by image label
     labels = _labels(frame, out, metric)
     if labels is not None:
         document.sections.append(labels)
-    # 5. Statistics: saturation, paired comparisons, stability and image properties
+    # 6. Statistics: saturation, paired comparisons, stability and image properties
     section, stability = _statistics(frame, out, client, metric)
     document.sections.append(section)
     questions = questions_section(measured, out, metric)
     if questions is not None:
         document.sections.append(questions)
-    # 6. Filmstrips from the logged generations
+    # 7. Filmstrips from the logged generations
     if client is not None and filmstrips > 0 and stability is not None:
         document.sections.append(_filmstrips(client, frame, stability, out, filmstrips, uri))
     out.text(to_markdown_text(document), "report.md")
@@ -135,19 +156,72 @@ def _overview(frame: pd.DataFrame, uri: str | None) -> Section:
     return Section("Runs", blocks)
 
 
-def _verdict_section(findings: pd.DataFrame) -> Section:
-    rules = Text(
-        f"Each finding of the study, tested per condition, mask and metric (distances only). A test holds at "
-        f"p < {ALPHA}; the networks agree when Spearman's ρ has its 95 % interval above {AGREEMENT_RHO}; the "
-        f"spread is large when the coefficient of variation has its 95 % interval above {LARGE_CV} (below: "
-        "does not hold; across: not enough data). Not enough data also means too few images, checkpoints, masks, "
-        "networks or repeated runs for the test to reach significance at all. p-values are not adjusted for the "
-        "number of rows. The rule of each row is in `verdicts.csv`.")
-    shown = findings.drop(columns=["rule", "claim"])
-    shown = shown[[c for c in shown.columns if not _empty(shown[c])]]
-    return Section("The study's findings", [
-        rules, Table(tally(findings), "How often each finding holds:"),
-        Table(shown, "Every verdict:", "verdicts.csv")])
+def _verdict_section(findings: pd.DataFrame, counts: pd.DataFrame, rules: Rules) -> Section:
+    """The verdicts: how to read them, one line per finding, the images used, then every row by finding."""
+    intro = Text(
+        "Each of the study's observations, tested per condition, mask and metric, and pooled over them (distances "
+        f"from 50 % on). “holds”: the Holm-adjusted p is below {rules.alpha} and the effect's interval lies on the "
+        "claim's side of its threshold; “does not hold”: tested, and that is not so (`contradicted`: the interval "
+        "lies on the other side); “not enough data”: too few images, checkpoints, masks, networks or runs. Effects "
+        "are relative, so masks and networks compare; thresholds and their reasons: `rip analyze --help` and "
+        "docs/verdicts.md. Every column: `verdicts.csv`.")
+    overview = pd.DataFrame([
+        {"finding": finding, "claim (the study's words)": rows["claim"].iloc[0],
+         "verdicts": _counts_text(rows), "pooled": _counts_text(rows[(rows["mask"] == POOLED) | (rows["metric"] == POOLED)]),
+         "rule": _rule(rows)}
+        for finding, rows in findings.groupby("finding", sort=False)])
+    blocks = [intro, Table(overview, "Per finding:", "verdicts.csv"), _images_used(findings, counts)]
+    if (counts[["failed", "unfinished", "short", "missing"]].to_numpy().sum()) > 0:
+        blocks.append(Table(counts, "Images per configuration:", "completeness.csv"))
+    for finding, rows in findings.groupby("finding", sort=False):
+        shown = pd.DataFrame({
+            "context": rows["context"], "scope": [_scope(row) for row in rows.itertuples()],
+            "verdict": rows["verdict"], "effect [95 % interval]": [_effect(row) for row in rows.itertuples()],
+            "threshold": rows["threshold"], "n": rows["n"], "p (Holm)": rows["p_adjusted"], "note": rows["note"]})
+        shown = shown[[c for c in shown.columns if not _empty(shown[c])]]
+        blocks.append(Table(shown, f"{finding}. “{rows['claim'].iloc[0]}” — {_rule(rows)}"))
+    return Section("The study's findings", blocks)
+
+
+def _images_used(findings: pd.DataFrame, counts: pd.DataFrame) -> Text:
+    """Which images the verdicts use, and whether including the incomplete ones changes any verdict."""
+    per_context = counts.drop_duplicates("context")
+    used, images = int(per_context["used"].sum()), int(per_context["images"].sum())
+    if used == images:
+        return Text(f"Every one of the {images} images has a finished run with every value in every configuration; "
+                    "the verdicts use them all.")
+    moved = changed(findings)
+    listed = "; ".join(f"{row.finding} ({_scope(row)}{', ' + row.context if row.context else ''}): {row.verdict} → "
+                       f"{row.verdict_with_incomplete}" for row in moved.head(SHOWN_CHANGES).itertuples())
+    more = f"; {len(moved) - SHOWN_CHANGES} more" if len(moved) > SHOWN_CHANGES else ""
+    sensitivity = ("changes no verdict" if moved.empty else
+                   f"changes {len(moved)} verdict(s) (column `verdict_with_incomplete`): {listed}{more}")
+    return Text(f"The verdicts use the {used} of {images} images complete in every configuration of their condition; "
+                f"{images - used} are incomplete (failed, unfinished, short or missing runs: `completeness.csv`). "
+                f"Including them up to their last checkpoint {sensitivity}.")
+
+
+def _rule(rows: pd.DataFrame) -> str:
+    """The finding's rule in one line, or why it could not be tested."""
+    rules = rows.loc[rows["rule"] != "", "rule"]
+    return rules.iloc[0] if len(rules) else f"not tested: {rows['note'].iloc[0]}"
+
+
+def _counts_text(rows: pd.DataFrame) -> str:
+    counts = rows["verdict"].value_counts()
+    return ", ".join(f"{counts[v]} {v}" for v in (HOLDS, FAILS, UNKNOWN) if counts.get(v, 0))
+
+
+def _scope(row) -> str:
+    parts = [f"mask {row.mask}" if row.mask not in ("", POOLED) else "masks pooled" if row.mask == POOLED else "",
+             "metrics pooled" if row.metric == POOLED else row.metric, row.compared]
+    return " · ".join(p for p in parts if p)
+
+
+def _effect(row) -> str:
+    if pd.isna(row.value):
+        return ""
+    return f"{row.statistic} {row.value:.3g} [{row.low:.3g}, {row.high:.3g}]"
 
 
 def _figures(frame: pd.DataFrame, out: _Outputs, metric: str) -> Section:
@@ -177,10 +251,13 @@ def _labels(frame: pd.DataFrame, out: _Outputs, metric: str) -> Section | None:
     out.table(tests, "statistics/label_tests.csv")
     blocks = [Text("Final distance of each image (mean over its runs) per group of each label; n: images. "
                    "Kruskal–Wallis tests whether the groups differ.")]
-    for label in sorted(breakdown["label"].unique()):
-        name = label.removeprefix("label_")
-        caption = f"{metric_label(breakdown['distance'].iloc[0])} by {name}"
-        blocks.append(out.figure(figures.label_figure(breakdown, label, frame), f"figures/label_{slug(name)}", caption))
+    for group, rows in groups(frame):  # a figure per condition: its bars are one per mask and label group
+        here = label_breakdown(rows, metric)
+        for label in sorted(here["label"].unique()):
+            name = label.removeprefix("label_")
+            caption = f"{metric_label(here['distance'].iloc[0])} by {name}" + (f" ({group})" if group else "")
+            stem = f"figures/label_{slug(name)}" + (f"-{group}" if group else "")
+            blocks.append(out.figure(figures.label_figure(here, label, rows), stem, caption))
     blocks += [Table(breakdown, "Per group:", "statistics/labels.csv"),
                Table(tests, "Kruskal–Wallis across groups:", "statistics/label_tests.csv")]
     return Section("By image label", blocks)

@@ -256,31 +256,3 @@ def holm(p_values: np.ndarray) -> np.ndarray:
         adjusted[index] = running
     return adjusted
 
-
-def spearman_interval(rho: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Interval of Spearman's rho over n pairs: Fisher z with the Bonett–Wright standard error
-    (NaN for n < 4)."""
-    if n < 4 or not np.isfinite(rho):
-        return np.nan, np.nan
-    z = np.arctanh(min(max(rho, -0.999999), 0.999999))
-    half = stats.norm.ppf(0.5 + confidence / 2) * np.sqrt((1 + rho**2 / 2) / (n - 3))
-    return float(np.tanh(z - half)), float(np.tanh(z + half))
-
-
-def bootstrap_mean_interval(values, confidence: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
-    """Interval of the mean of `values`: BCa bootstrap (percentile where BCa is undefined), seeded;
-    the value itself when every value is equal, NaN for fewer than 2 values."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return np.nan, np.nan
-    if np.ptp(values) == 0:
-        return float(values[0]), float(values[0])
-    for method in ("BCa", "percentile"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # BCa warns where it is undefined; the percentile method follows
-            result = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence,
-                                     method=method, rng=np.random.default_rng(0))
-        low, high = result.confidence_interval
-        if np.isfinite(low) and np.isfinite(high):
-            return float(low), float(high)
-    return np.nan, np.nan

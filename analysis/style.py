@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 
 from analysis.frames import metric_key
 
@@ -37,6 +39,7 @@ RC = {
     "svg.hashsalt": "rip",  # reproducible SVG ids
 }
 FORMATS = ("png", "svg", "pdf")
+CHARACTER_WIDTH = 0.6  # a DejaVu Sans character's mean width, in ems (generous: wrapped titles never overflow)
 NETS = {"alex": "AlexNet", "vgg": "VGG", "squeeze": "SqueezeNet"}
 FAMILIES = {"lpips": "LPIPS", "stlpips": "ST-LPIPS"}
 OTHERS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "1-ssim": "1 − SSIM"}
@@ -87,9 +90,12 @@ def describe(frame: pd.DataFrame) -> str:
 
 
 def title(figure: Figure, text: str, frame: pd.DataFrame | None = None, note: str = "") -> None:
-    """The figure's title, then its runs' description and what bars or bands mean, one per line."""
+    """The figure's title, then its runs' description and what bars or bands mean, each wrapped to the
+    figure's width."""
     lines = [text] + ([describe(frame)] if frame is not None and describe(frame) else []) + ([note] if note else [])
-    figure.suptitle("\n".join(lines))
+    size = FontProperties(size=matplotlib.rcParams["figure.titlesize"]).get_size_in_points()
+    width = max(20, int(figure.get_figwidth() * 72 / (size * CHARACTER_WIDTH)))
+    figure.suptitle("\n".join(part for line in lines for part in textwrap.wrap(line, width)))
 
 
 def save(figure: Figure, path: str | Path, dpi: int = 300, formats: Sequence[str] = FORMATS) -> list[Path]:

@@ -1,32 +1,42 @@
-"""The study's findings, tested on the analysed runs: one verdict per finding and scope.
+"""The study's observations, tested on the analysed runs: one verdict per observation and scope.
 
-Each row states a finding for one scope (condition, mask, metric or pair compared), the
-statistic that decides it, its interval or p-value, n, the rule applied and the verdict:
-"holds", "does not hold" or "not enough data". Distances only (LPIPS-style metrics and
-1 − SSIM); each image counts once (the mean over its runs, e.g. seeds), except in finding 6.
+Each row tests one observation (its `claim`, in the study's words) on one scope: a condition
+(`context`), a mask and a metric, or `pooled` over them. Distances only (LPIPS-style metrics,
+1 − SSIM); each image counts once (the mean over its runs) except where runs are compared. Only
+checkpoints from 50 % on enter (at 0 % every distance is 0 by construction), up to the last one
+every finished run reached. Every row states its effect with a 95 % interval (90 % for the
+equivalence of 4b), its threshold, n images, the p-value of the null that the claim is false,
+that p-value Holm-adjusted over every row of the table, and the rule in one line.
 
-1. The distance grows with the percent inpainted: Page's trend test (images × checkpoints,
-   increasing order predicted); holds when p < ALPHA.
-2. Growth slows: per image, the slope over the first half of the checkpoints exceeds the slope
-   over the second half (one-sided Wilcoxon signed-rank, p < ALPHA); failing that, an
-   identifiable saturation fit of the mean curve whose plateau a has a 95 % interval above 0.
-3. Larger masks drift more at equal percent: each pair of adjacent mask sizes at the last
-   checkpoint both reached, over the images both measured (one-sided Wilcoxon, p < ALPHA).
-4. The networks agree: Spearman ρ of the per-image final distances of two LPIPS-family
-   networks, with a 95 % interval (Fisher z, Bonett–Wright standard error); holds when the
-   interval lies above AGREEMENT_RHO, does not when it lies below.
-5. The spread across images is large: coefficient of variation (SD/mean, ddof=1) of the
-   per-image final distances with a 95 % BCa bootstrap interval; holds when the interval lies
-   above LARGE_CV, does not when it lies below.
-6a. Run-to-run spread is smaller than image-to-image spread: one-way ANOVA of the final
-   distances of images with several runs (F = between-image / within-image mean square); the
-   statistic is the pooled run-to-run SD over the SD of the image means; holds when p < ALPHA.
-6b. Run-to-run spread shrinks as the percent grows: each image's SD over its runs at every
-   checkpoint after 0 %, Page's trend test with a decreasing order predicted; holds when p < ALPHA.
+holds: the adjusted p is below `alpha` and the interval lies on the claim's side of its threshold.
+does not hold: it was tested and that is not so (`contradicted`: the interval lies on the other side).
+not enough data: too few images (3; 4 for a rank correlation), checkpoints, masks, networks or runs.
 
-"not enough data": too few images, checkpoints, masks, networks or repeated images for the
-test to reach p < ALPHA at all, or an interval that straddles its threshold. p-values are per
-row, not adjusted for the number of rows.
+Relative effects are scale-free, so networks and masks can be compared and pooled (a pooled row
+averages each image's values over the scopes, each divided by its scope's mean distance):
+1.  growth from 50 % to the last checkpoint (OLS slope per image × span) / the distance at 50 %: > min_effect
+2a. the late rate / the early rate (OLS slopes over the second and first half of the checkpoints): < 1 − min_effect
+2b. growth over the second half / the distance where it starts: > min_effect
+3.  distance with the larger / the smaller of two adjacent masks, at every checkpoint: > 1 + min_effect
+    (intersection–union: p is the largest over checkpoints; the row shows the weakest checkpoint)
+4a. Spearman's rho of the images' relative levels under two networks: > agreement_rho
+4b. ratio of two networks' relative growth (as in 1) inside `equivalence` (two one-sided tests)
+5.  CV (SD / mean) of the images' relative levels: > large_cv
+6a. run-to-run SD / image-to-image SD of the runs' relative levels (random-effects ANOVA): < 1
+6b. run-to-run SD over the second half / over the first half of the checkpoints: < 1 − min_effect
+6c. run-to-run SD with the larger / the smaller of two adjacent masks: > 1 + min_effect
+7a. share of images with a point outside Tukey's fences (1.5 IQR per checkpoint), VGG / another network: < 1 − min_effect
+7b. VGG's run-to-run CV / another network's: < 1 − min_effect
+8a. share of images whose own growth (as in 1; its lower 95 % bound from the image's OLS fit) exceeds min_effect: > 1/2
+8b. share of images whose own relative distance rises by more than min_effect with the larger mask: > 1/2
+An image's relative level: its distance over the mean of all images at each checkpoint,
+averaged over the checkpoints. Ratios of means (1, 2a, 2b, 4b, 7a) have Fieller intervals and
+one-sided t-tests; ratios taken per image (3, 6b, 6c, 7b: its own scale cancels) are summarised by
+their geometric mean over images, with a t interval of the mean log ratio.
+
+By default only images complete in every configuration of their condition are used (see
+`analysis.cubes`); `incomplete` counts the others and `verdict_with_incomplete` gives each
+verdict with them included up to their last checkpoint.
 """
 
 import itertools
@@ -35,213 +45,60 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
-from analysis.frames import condition_keys, distances, last_common_percent
-from analysis.statistics import fit_saturation
+from analysis import effects
+from analysis.cubes import Cube, cubes, nanmean
+from analysis.rules import Rules
+from analysis.statistics import holm
 
-ALPHA = 0.05
-AGREEMENT_RHO = 0.7  # a strong rank correlation
-LARGE_CV = 0.2  # a spread across images of at least a fifth of the mean
-CONFIDENCE = 0.95
-BOOTSTRAP_RESAMPLES = 2000
 HOLDS, FAILS, UNKNOWN = "holds", "does not hold", "not enough data"
+POOLED = "pooled"
+
+
 CLAIMS = {
-    "1": "the distance grows with the percent inpainted",
-    "2": "growth slows",
-    "3": "larger masks drift more at equal percent",
-    "4": "the networks agree",
-    "5": "the spread across images is large",
-    "6a": "run-to-run spread is smaller than image-to-image spread",
-    "6b": "run-to-run spread shrinks as the percent grows",
+    "1": "As the recursive inpainting progresses, the distance from the original image increases",
+    "2a": "The rate at which the distance increases tends to decrease",
+    "2b": "it does not appear to stabilize even when the distance becomes substantial",
+    "3": "The discrepancy with the original image is more pronounced when larger masks are used",
+    "4a": "The three networks used for computing the LPIPS yield comparable results (they rank the images alike)",
+    "4b": "The three networks used for computing the LPIPS yield comparable results (their curves grow alike)",
+    "5": "The significant standard deviation indicates that different images will exhibit varying behaviors",
+    "6a": "the degradation is consistent across different runs (runs of an image differ less than images do)",
+    "6b": "The variations also decrease as the percentage of inpainting increases",
+    "6c": "variations are more significant with larger masks",
+    "7a": "Among the three networks, VGG shows the fewest outliers",
+    "7b": "the VGG network, which generally exhibits the lowest deviations",
+    "8a": "the general trends are consistent with those observed in the mean: the distance increases with more "
+          "inpainting (per image)",
+    "8b": "the general trends are consistent with those observed in the mean: the distance increases with "
+          "larger masks (per image)",
 }
-COLUMNS = ["finding", "claim", "context", "mask", "metric", "compared", "percent", "statistic", "value", "low",
-           "high", "p_value", "n", "rule", "verdict", "note"]
+COLUMNS = ["finding", "claim", "context", "mask", "metric", "compared", "checkpoints", "statistic", "value", "low",
+           "high", "threshold", "n", "incomplete", "p_value", "p_adjusted", "verdict", "contradicted",
+           "verdict_with_incomplete", "rule", "note"]
+KEYS = ["finding", "context", "mask", "metric", "compared"]
 
 
-def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every finding's verdict for every condition of `frame` (see the module docstring)."""
-    d = distances(frame)
-    if d.empty:
-        rows = [_row(finding, "", verdict=UNKNOWN, note="no distance metric (LPIPS, ST-LPIPS or SSIM) measured")
-                for finding in CLAIMS]
+def verdicts(frame: pd.DataFrame, rules: Rules = Rules()) -> pd.DataFrame:
+    """Every observation's verdict for every condition of `frame` (see the module docstring)."""
+    contexts = cubes(frame)
+    if not contexts:
+        rows = [_row(f, "", verdict=UNKNOWN, note="no distance metric (LPIPS, ST-LPIPS or SSIM) measured") for f in CLAIMS]
         return pd.DataFrame(rows, columns=COLUMNS)
-    keys = condition_keys(frame)
-    rows = []
-    for values, group in (d.groupby(keys, sort=True, dropna=False) if keys else [((), d)]):
-        values = values if isinstance(values, tuple) else (values,)
-        context = ", ".join(f"{k}={v}" for k, v in zip(keys, values))
-        for _, rows_m in group.groupby("metric", sort=True):
-            metric = rows_m["distance_name"].iloc[0]  # 1-ssim for ssim
-            for mask, curve in rows_m.groupby("mask", sort=True):
-                scope = dict(context=context, mask=mask, metric=metric)
-                rows += [grows(curve, **scope), slows(curve, **scope), spread(curve, **scope),
-                         run_to_run(curve, **scope), shrinking(curve, **scope)]
-            rows += masks_drift(rows_m, context=context, metric=metric)
-        for mask, rows_k in group.groupby("mask", sort=True):
-            rows += networks_agree(rows_k, context=context, mask=mask)
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    table["order"] = table["finding"].map({finding: i for i, finding in enumerate(CLAIMS)})
-    table = table.sort_values(["order", "context", "metric", "mask", "compared"], kind="stable")
-    table = table.astype({"mask": "Int64", "percent": "Int64", "n": "Int64"})  # empty where a row has none
-    return table.drop(columns="order").reset_index(drop=True)
-
-
-def grows(d: pd.DataFrame, **scope) -> dict:
-    """Finding 1 for one mask and metric."""
-    matrix = _matrix(d)
-    n, k = matrix.shape
-    rule = f"Page's trend test, increasing order predicted: holds when p < {ALPHA}"
-    if k < 3 or n < 1 or _page_min_p(n, k) >= ALPHA:
-        return _row("1", "", **scope, n=n, rule=rule, verdict=UNKNOWN,
-                    note=f"{n} image(s) x {k} checkpoint(s): the test cannot reach p < {ALPHA}")
-    result = stats.page_trend_test(matrix.to_numpy())
-    means = matrix.mean()
-    return _row("1", "", **scope, percent=int(matrix.columns[-1]), statistic="Page's L", value=result.statistic,
-                p_value=result.pvalue, n=n, rule=rule, verdict=HOLDS if result.pvalue < ALPHA else FAILS,
-                note=f"mean {means.iloc[0]:.4g} at {matrix.columns[0]}% -> {means.iloc[-1]:.4g} at {matrix.columns[-1]}%")
-
-
-def slows(d: pd.DataFrame, **scope) -> dict:
-    """Finding 2 for one mask and metric."""
-    matrix = _matrix(d)
-    n, k = matrix.shape
-    rule = (f"one-sided Wilcoxon, early slope > late slope: holds when p < {ALPHA}; else an identifiable "
-            "saturation fit of the mean curve with a's 95 % interval above 0")
-    if k < 3:
-        return _row("2", "", **scope, n=n, rule=rule, verdict=UNKNOWN, note=f"{k} checkpoint(s): no two slopes")
-    p = matrix.columns.to_numpy(dtype=float)
-    first, middle, last = 0, k // 2, k - 1
-    early = (matrix.iloc[:, middle] - matrix.iloc[:, first]) / (p[middle] - p[first])
-    late = (matrix.iloc[:, last] - matrix.iloc[:, middle]) / (p[last] - p[middle])
-    diff = (early - late).to_numpy()
-    span = f"slopes {p[first]:g}-{p[middle]:g}% vs {p[middle]:g}-{p[last]:g}%"
-    fit = fit_saturation(p, matrix.mean().to_numpy())
-    fit_slows = fit["identifiable"] and fit["a"] - stats.t.ppf(0.975, fit["n"] - 3) * fit["a_se"] > 0
-    fit_note = (f"mean-curve fit: a = {fit['a']:.3g} ± {fit['a_se']:.2g}, tau = {fit['tau']:.3g}%"
-                if fit["identifiable"] else f"mean-curve fit {fit['fit']}")
-    enough = 0.5**n < ALPHA
-    p_value = _wilcoxon_greater(diff) if enough else np.nan
-    if enough and p_value < ALPHA:
-        verdict = HOLDS
-    elif fit_slows:
-        verdict = HOLDS
-    elif not enough and not fit["identifiable"]:
-        verdict = UNKNOWN
+    table = _table([(context, cube.only(cube.complete)) for context, cube in contexts], rules)
+    table["incomplete"] = table["context"].map({context: int((~cube.complete).sum()) for context, cube in contexts})
+    if table["incomplete"].sum():
+        everything = _table(contexts, rules).set_index(KEYS)["verdict"]
+        table["verdict_with_incomplete"] = [everything.get(key, UNKNOWN) for key in table[KEYS].itertuples(index=False)]
     else:
-        verdict = FAILS
-    return _row("2", "", **scope, percent=int(p[last]), statistic="median(early − late slope)",
-                value=float(np.median(diff)) if n else np.nan, p_value=p_value, n=n, rule=rule, verdict=verdict,
-                note=f"{span}; {fit_note}")
+        table["verdict_with_incomplete"] = table["verdict"]
+    return table[COLUMNS]
 
 
-def masks_drift(d: pd.DataFrame, **scope) -> list[dict]:
-    """Finding 3 for one metric: each pair of adjacent mask sizes."""
-    masks = sorted(d["mask"].unique())
-    rule = f"one-sided Wilcoxon over the same images, larger − smaller > 0: holds when p < {ALPHA}"
-    if len(masks) < 2:
-        return [_row("3", "", **scope, rule=rule, verdict=UNKNOWN, note=f"one mask size ({masks[0]} px)")]
-    rows = []
-    for small, large in zip(masks, masks[1:]):
-        pair = d[d["mask"].isin([small, large])]
-        percent = last_common_percent(pair)
-        at = pair[pair["percent"] == percent].groupby(["mask", "image_id"])["distance"].mean().unstack("mask").dropna()
-        diff = (at[large] - at[small]).to_numpy() if len(at) else np.array([])
-        n = len(diff)
-        out = dict(**scope, compared=f"mask {large} vs {small}", percent=percent, n=n, rule=rule)
-        if percent == 0 or 0.5**n >= ALPHA:
-            rows.append(_row("3", "", **out, verdict=UNKNOWN,
-                             note=f"{n} image(s) in common at {percent}%: the test cannot reach p < {ALPHA}"))
-            continue
-        p_value = _wilcoxon_greater(diff)
-        rows.append(_row("3", "", **out, statistic="median(larger − smaller)", value=float(np.median(diff)),
-                         p_value=p_value, verdict=HOLDS if p_value < ALPHA else FAILS,
-                         note=f"mean {at[small].mean():.4g} (mask {small}) vs {at[large].mean():.4g} (mask {large})"))
-    return rows
-
-
-def networks_agree(d: pd.DataFrame, **scope) -> list[dict]:
-    """Finding 4 for one mask: each pair of LPIPS-family networks."""
-    nets = sorted(m for m in d["metric"].unique() if "lpips" in m)
-    rule = f"Spearman rho of final distances per image, 95 % interval: holds above {AGREEMENT_RHO}, fails below"
-    if len(nets) < 2:
-        return [_row("4", "", **scope, rule=rule, verdict=UNKNOWN,
-                     note=f"needs two LPIPS-family networks; measured: {', '.join(nets) or 'none'}")]
-    rows = []
-    for a, b in itertools.combinations(nets, 2):
-        pair = d[d["metric"].isin([a, b])]
-        percent = last_common_percent(pair)
-        at = pair[pair["percent"] == percent].groupby(["metric", "image_id"])["distance"].mean().unstack("metric").dropna()
-        n = len(at)
-        out = dict(**scope, metric="", compared=f"{a} vs {b}", percent=percent, n=n, rule=rule)
-        if n < 4 or at[a].nunique() < 2 or at[b].nunique() < 2:
-            rows.append(_row("4", "", **out, verdict=UNKNOWN, note=f"{n} image(s) with distinct values: no interval"))
-            continue
-        rho = float(stats.spearmanr(at[a], at[b]).statistic)
-        low, high = _spearman_interval(rho, n)
-        verdict = HOLDS if low > AGREEMENT_RHO else FAILS if high < AGREEMENT_RHO else UNKNOWN
-        rows.append(_row("4", "", **out, statistic="Spearman rho", value=rho, low=low, high=high, verdict=verdict))
-    return rows
-
-
-def spread(d: pd.DataFrame, **scope) -> dict:
-    """Finding 5 for one mask and metric."""
-    percent = last_common_percent(d)
-    finals = d[d["percent"] == percent].groupby("image_id")["distance"].mean().to_numpy()
-    n = len(finals)
-    rule = f"CV = SD/mean over images, 95 % BCa bootstrap interval: holds above {LARGE_CV}, fails below"
-    out = dict(**scope, percent=percent, statistic="CV", n=n, rule=rule)
-    if n < 3 or finals.mean() <= 0:
-        return _row("5", "", **out, verdict=UNKNOWN, note=f"{n} image(s) with mean {finals.mean() if n else np.nan:.3g}")
-    cv = float(_cv(finals))
-    low, high = _bootstrap_interval(finals, _cv)
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return _row("5", "", **out, value=cv, verdict=UNKNOWN, note="no bootstrap interval")
-    verdict = HOLDS if low > LARGE_CV else FAILS if high < LARGE_CV else UNKNOWN
-    return _row("5", "", **out, value=cv, low=low, high=high, verdict=verdict,
-                note=f"mean {finals.mean():.4g}, SD {finals.std(ddof=1):.4g}")
-
-
-def run_to_run(d: pd.DataFrame, **scope) -> dict:
-    """Finding 6a for one mask and metric."""
-    percent = last_common_percent(d)
-    runs = d[d["percent"] == percent].groupby("image_id")["distance"].apply(list)
-    repeated = [np.asarray(values) for values in runs if len(values) > 1]
-    n = len(repeated)
-    rule = f"one-way ANOVA, images as groups, runs as replicates: holds when p < {ALPHA}"
-    out = dict(**scope, percent=percent, statistic="run-to-run SD / image-to-image SD", n=n, rule=rule)
-    if n < 2:
-        return _row("6a", "", **out, verdict=UNKNOWN, note=f"{n} image(s) with several runs")
-    within = math.sqrt(np.mean([values.var(ddof=1) for values in repeated]))
-    between = float(np.std([values.mean() for values in repeated], ddof=1))
-    ratio = within / between if between > 0 else np.inf
-    if within == 0:
-        p_value = 0.0 if between > 0 else 1.0
-    else:
-        p_value = float(stats.f_oneway(*repeated).pvalue)
-    return _row("6a", "", **out, value=ratio, p_value=p_value, verdict=HOLDS if p_value < ALPHA else FAILS,
-                note=f"run-to-run SD {within:.3g}, image-to-image SD {between:.3g}, "
-                     f"{sum(map(len, repeated))} runs")
-
-
-def shrinking(d: pd.DataFrame, **scope) -> dict:
-    """Finding 6b for one mask and metric."""
-    last = last_common_percent(d)
-    rows = d[(d["percent"] > 0) & (d["percent"] <= last)]
-    sd = rows.groupby(["image_id", "percent"])["distance"].agg(["std", "count"])
-    sd = sd[sd["count"] > 1]["std"].unstack("percent").dropna()
-    n, k = sd.shape
-    rule = f"Page's trend test on each image's run-to-run SD, decreasing order predicted: holds when p < {ALPHA}"
-    if k < 3 or n < 1 or _page_min_p(n, k) >= ALPHA:
-        return _row("6b", "", **scope, n=n, rule=rule, verdict=UNKNOWN,
-                    note=f"{n} image(s) with several runs x {k} checkpoint(s) after 0%: "
-                         f"the test cannot reach p < {ALPHA}")
-    result = stats.page_trend_test(sd.to_numpy(), predicted_ranks=np.arange(k, 0, -1))
-    means = sd.mean()
-    return _row("6b", "", **scope, percent=int(sd.columns[-1]), statistic="Page's L", value=result.statistic,
-                p_value=result.pvalue, n=n, rule=rule, verdict=HOLDS if result.pvalue < ALPHA else FAILS,
-                note=f"mean run-to-run SD {means.iloc[0]:.3g} at {sd.columns[0]}% -> "
-                     f"{means.iloc[-1]:.3g} at {sd.columns[-1]}%")
+def changed(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose verdict changes when incomplete images are included."""
+    return table[table["verdict"] != table["verdict_with_incomplete"]]
 
 
 def tally(table: pd.DataFrame) -> pd.DataFrame:
@@ -252,54 +109,438 @@ def tally(table: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
-def _matrix(d: pd.DataFrame) -> pd.DataFrame:
-    """Images x checkpoints (up to the last every run reached) of per-image mean distances."""
-    last = last_common_percent(d)
-    rows = d[d["percent"] <= last]
-    return rows.groupby(["image_id", "percent"])["distance"].mean().unstack("percent").dropna().sort_index(axis=1)
+def _table(contexts: list[tuple[str, Cube]], rules: Rules) -> pd.DataFrame:
+    """The rows of every finding for every context, Holm-adjusted, with their verdicts."""
+    rows = []
+    for context, cube in contexts:
+        for finding in FINDINGS:
+            rows += finding(cube, rules, context)
+    table = pd.DataFrame(rows)
+    table["p_adjusted"] = holm(table["p_value"].to_numpy(dtype=float))
+    tested = table["p_value"].notna()
+    holds = tested & table["supports"] & (table["p_adjusted"] < rules.alpha)
+    table["verdict"] = np.where(holds, HOLDS, np.where(tested, FAILS, UNKNOWN))
+    table["contradicted"] = tested & table["against"]
+    return table
 
 
-def _page_min_p(n: int, k: int) -> float:
-    """The smallest p-value Page's test can give for n blocks of k treatments: (1/k!)^n."""
-    return math.exp(-n * math.lgamma(k + 1))
+# -- the findings: each returns its rows for one context ---------------------------------------
 
 
-def _wilcoxon_greater(diff: np.ndarray) -> float:
-    """One-sided Wilcoxon signed-rank p-value that `diff` is centred above 0 (1 when all are 0)."""
-    if not np.any(diff != 0):
-        return 1.0
-    return float(stats.wilcoxon(diff, alternative="greater").pvalue)
+def growth(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """1. The distance grows from 50 % to the last checkpoint."""
+    p = cube.percents
+    if len(p) < 2:
+        return [_lacking("1", context, f"{len(p)} checkpoint(s) from 50 %")]
+    curves = cube.curves
+    rule = (f"growth {_span(p)} (per-image OLS slope × span) / distance at {p[0]} %, Fieller 95 %: holds when above "
+            f"{rules.min_effect} and Holm p < {rules.alpha}")
+    return _ratios("1", cube, context, _slopes(curves, p) * (p[-1] - p[0]), curves[..., 0], rules.min_effect,
+                   "greater", f"growth / distance at {p[0]} %", _span(p), rule)
 
 
-def _spearman_interval(rho: float, n: int) -> tuple[float, float]:
-    """95 % interval of Spearman's rho: Fisher z with the Bonett–Wright standard error."""
-    z = math.atanh(min(max(rho, -0.999999), 0.999999))
-    half = stats.norm.ppf(0.5 + CONFIDENCE / 2) * math.sqrt((1 + rho**2 / 2) / (n - 3))
-    return math.tanh(z - half), math.tanh(z + half)
+def slows(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """2a. The growth rate falls: late slope / early slope < 1 − min_effect."""
+    p = cube.percents
+    if len(p) < 3:
+        return [_lacking("2a", context, f"{len(p)} checkpoint(s) from 50 %: no two halves")]
+    early, late = _halves(p)
+    curves = cube.curves
+    bound = 1 - rules.min_effect
+    rule = (f"late / early OLS slope ({_span(p[late])} vs {_span(p[early])}), Fieller 95 %: holds when below {bound:g}, "
+            f"the early slope above 0 and Holm p < {rules.alpha}")
+    return _ratios("2a", cube, context, _slopes(curves[..., late], p[late]), _slopes(curves[..., early], p[early]),
+                   bound, "less", "late rate / early rate", _span(p), rule)
 
 
-def _cv(values, axis=-1):
-    return np.std(values, ddof=1, axis=axis) / np.mean(values, axis=axis)
+def keeps_growing(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """2b. The distance still grows over the second half of the checkpoints."""
+    p = cube.percents
+    if len(p) < 3:
+        return [_lacking("2b", context, f"{len(p)} checkpoint(s) from 50 %: no second half")]
+    _, late = _halves(p)
+    curves = cube.curves
+    start = p[late][0]
+    rule = (f"growth {_span(p[late])} (OLS) / distance at {start} %, Fieller 95 %: holds when above {rules.min_effect} "
+            f"and Holm p < {rules.alpha}")
+    return _ratios("2b", cube, context, _slopes(curves[..., late], p[late]) * (p[-1] - start), curves[..., late][..., 0],
+                   rules.min_effect, "greater", f"growth / distance at {start} %", _span(p[late]), rule)
 
 
-def _bootstrap_interval(values: np.ndarray, statistic) -> tuple[float, float]:
-    """95 % BCa bootstrap interval of `statistic` (percentile when BCa is undefined), seeded."""
-    if np.ptp(values) == 0:
-        value = float(statistic(values))
-        return value, value
-    for method in ("BCa", "percentile"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = stats.bootstrap((values,), statistic, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE,
-                                     method=method, rng=np.random.default_rng(0))
-        low, high = result.confidence_interval
-        if np.isfinite(low) and np.isfinite(high):
-            return float(low), float(high)
-    return np.nan, np.nan
+def masks_drift(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """3. Larger masks drift further, at every checkpoint: each pair of adjacent masks."""
+    if len(cube.masks) < 2 or len(cube.percents) < 1:
+        return [_lacking("3", context, f"{len(cube.masks)} mask size(s)")]
+    curves, p = cube.curves, cube.percents
+    bound = 1 + rules.min_effect
+    rule = (f"distance with the larger / the smaller mask at each checkpoint, geometric mean over images, t 95 %: "
+            f"holds when above {bound:g} at every one (p: the largest) and Holm p < {rules.alpha}")
+    rows = []
+    for j in range(len(cube.masks) - 1):
+        large, small = curves[:, j + 1], curves[:, j]  # (images, metrics, checkpoints)
+        compared = f"mask {cube.masks[j + 1]} vs {cube.masks[j]}"
+        scopes = [(name, large[:, k], small[:, k]) for k, name in enumerate(cube.metrics)]
+        if len(cube.metrics) > 1:  # each image's ratio over the metrics: the geometric mean of theirs
+            scopes.append((POOLED, _geometric_mean(large / small, 1), np.ones_like(small[:, 0])))
+        for metric, a, b in scopes:
+            each = effects.geometric_ratios(a, b, bound, "greater")  # a column per checkpoint
+            worst = int(np.argmax([e.p_value if np.isfinite(e.p_value) else np.inf for e in each]))
+            held = sum(e.p_value < rules.alpha and e.low > bound for e in each)
+            row = _effect_row("3", context, each[worst], f"ratio at {p[worst]} % (the weakest checkpoint)", f"> {bound:g}",
+                              rule, metric=metric, compared=compared, checkpoints=_span(p),
+                              note=f"above {bound:g} at {held} of {len(p)} checkpoints")
+            if any(not np.isfinite(e.p_value) for e in each):
+                row.update(p_value=np.nan)
+            row["supports"] = all(e.low > bound for e in each)
+            row["against"] = any(e.high < bound for e in each)
+            rows.append(row)
+    return rows
 
 
-def _row(finding: str, claim: str = "", **values) -> dict:
-    row = dict.fromkeys(COLUMNS, np.nan) | {"context": "", "mask": np.nan, "metric": "", "compared": "",
-                                            "statistic": "", "note": ""}
-    row.update(values, finding=finding, claim=claim or CLAIMS[finding])
+def networks_rank_alike(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """4a. Two networks order the images alike: Spearman's rho of their relative levels."""
+    pairs = _network_pairs(cube)
+    if not pairs:
+        return [_lacking("4a", context, "needs two LPIPS-family networks")]
+    levels = _relative_levels(cube.curves)
+    rule = (f"Spearman rho of the images' relative levels ({_span(cube.percents)}), Fisher-z 95 %: holds when above "
+            f"{rules.agreement_rho} and Holm p < {rules.alpha}")
+    rows = []
+    for k1, k2 in pairs:
+        for mask, x, y in _over_masks(cube, levels[..., k1], levels[..., k2]):
+            effect = effects.spearman_above(x, y, rules.agreement_rho)
+            rows.append(_effect_row("4a", context, effect, "Spearman rho", f"> {rules.agreement_rho}", rule, mask=mask,
+                                    compared=f"{cube.metrics[k1]} vs {cube.metrics[k2]}",
+                                    checkpoints=_span(cube.percents), side="greater", bound=rules.agreement_rho))
+    return rows
+
+
+def networks_grow_alike(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """4b. Two networks' curves grow alike: the ratio of their relative growth inside the margins."""
+    pairs = _network_pairs(cube)
+    if not pairs or len(cube.percents) < 2:
+        return [_lacking("4b", context, "needs two LPIPS-family networks and two checkpoints")]
+    growth_ = _relative_growth(cube)
+    low, high = rules.equivalence
+    rule = (f"ratio of two networks' growth / distance at {cube.percents[0]} %, Fieller 90 %: holds when inside "
+            f"[{low:g}, {high:g}] (two one-sided tests) and Holm p < {rules.alpha}")
+    rows = []
+    for k1, k2 in pairs:
+        for mask, x, y in _over_masks(cube, growth_[..., k1], growth_[..., k2]):
+            effect = effects.equivalent_ratio(x, y, rules.equivalence)
+            row = _effect_row("4b", context, effect, "ratio of relative growth", f"in [{low:g}, {high:g}]", rule,
+                              mask=mask, compared=f"{cube.metrics[k1]} vs {cube.metrics[k2]}",
+                              checkpoints=_span(cube.percents))
+            row["supports"] = effect.low > low and effect.high < high
+            row["against"] = effect.high < low or effect.low > high
+            rows.append(row)
+    return rows
+
+
+def spread(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """5. The images' levels spread widely: CV of their relative levels."""
+    if len(cube.percents) < 1:
+        return [_lacking("5", context, "no checkpoint from 50 %")]
+    levels = _relative_levels(cube.curves)
+    rule = (f"CV of the images' relative levels ({_span(cube.percents)}), delta-method 95 %: holds when above "
+            f"{rules.large_cv} and Holm p < {rules.alpha}")
+    return [_effect_row("5", context, effects.cv_above(x, rules.large_cv), "CV", f"> {rules.large_cv}", rule,
+                        mask=mask, metric=metric, checkpoints=_span(cube.percents), side="greater",
+                        bound=rules.large_cv)
+            for mask, metric, x in _scopes(cube, levels)]
+
+
+def run_to_run(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """6a. Runs of an image differ less than images do."""
+    if cube.values.shape[3] < 2 or len(cube.percents) < 1:
+        return [_lacking("6a", context, "no image has several runs")]
+    levels = _run_levels(cube)  # (images, masks, metrics, runs)
+    rule = ("run-to-run SD / image-to-image SD of the runs' relative levels, random-effects ANOVA, F-based 95 %: holds "
+            f"when below 1 and Holm p < {rules.alpha}")
+    scopes = [(str(mask), name, levels[:, j, k]) for j, mask in enumerate(cube.masks) for k, name in enumerate(cube.metrics)]
+    if len(cube.metrics) > 1:
+        scopes += [(str(mask), POOLED, nanmean(levels[:, j], 1)) for j, mask in enumerate(cube.masks)]
+    return [_effect_row("6a", context, effects.run_to_image_sd(list(runs)), "run SD / image SD", "< 1", rule, mask=mask,
+                        metric=metric, checkpoints=_span(cube.percents), side="less", bound=1.0,
+                        note="n: images with several runs")
+            for mask, metric, runs in scopes]
+
+
+def shrinking(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """6b. The run-to-run SD falls from the first to the second half of the checkpoints."""
+    p = cube.percents
+    if cube.values.shape[3] < 2 or len(p) < 2:
+        return [_lacking("6b", context, "no image has several runs" if cube.values.shape[3] < 2 else "one checkpoint")]
+    early, late = _halves(p)
+    sd = _run_sd(cube.values)
+    bound = 1 - rules.min_effect
+    rule = (f"run-to-run SD over {_span(p[late])} / over {_span(p[early])}, geometric mean over images, t 95 %: holds "
+            f"when below {bound:g} and Holm p < {rules.alpha}")
+    return _geometric("6b", cube, context, nanmean(sd[..., late], -1) / nanmean(sd[..., early], -1), bound, "less",
+                      "late run SD / early run SD", rule)
+
+
+def runs_vary_with_mask(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """6c. The run-to-run SD is larger with the larger of two adjacent masks."""
+    if cube.values.shape[3] < 2 or len(cube.masks) < 2 or len(cube.percents) < 1:
+        return [_lacking("6c", context, "no image has several runs" if cube.values.shape[3] < 2 else "one mask size")]
+    sd = nanmean(_run_sd(cube.values), -1)  # (images, masks, metrics)
+    bound = 1 + rules.min_effect
+    rule = (f"run-to-run SD with the larger / the smaller mask ({_span(cube.percents)}), geometric mean over images, "
+            f"t 95 %: holds when above {bound:g} and Holm p < {rules.alpha}")
+    rows = []
+    for j in range(len(cube.masks) - 1):
+        ratio = sd[:, j + 1] / sd[:, j]  # (images, metrics)
+        scopes = [(name, ratio[:, k]) for k, name in enumerate(cube.metrics)]
+        if len(cube.metrics) > 1:
+            scopes.append((POOLED, _geometric_mean(ratio, 1)))
+        found = effects.geometric_ratios(np.stack([x for _, x in scopes], 1), np.ones((len(ratio), len(scopes))),
+                                         bound, "greater")
+        rows += [_effect_row("6c", context, effect, "run SD ratio", f"> {bound:g}", rule, metric=metric,
+                             compared=f"mask {cube.masks[j + 1]} vs {cube.masks[j]}", checkpoints=_span(cube.percents),
+                             side="greater", bound=bound)
+                 for (metric, _), effect in zip(scopes, found)]
+    return rows
+
+
+def vgg_fewest_outliers(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """7a. Fewer images have a point outside Tukey's fences under VGG than under each other network of its family."""
+    pairs = _vgg_pairs(cube)
+    if not pairs or len(cube.percents) < 1:
+        return [_lacking("7a", context, "needs VGG and another network of its family")]
+    curves = cube.curves
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a checkpoint no image reached
+        if not len(curves):
+            q1 = q3 = np.full(curves.shape[1:], np.nan)
+        else:
+            q1, q3 = (np.percentile if np.isfinite(curves).all() else np.nanpercentile)(curves, [25, 75], axis=0)
+    fence = 1.5 * (q3 - q1)
+    outside = (curves < q1 - fence) | (curves > q3 + fence)
+    flagged = np.where(np.isfinite(curves).any(-1), outside.any(-1), np.nan)  # (images, masks, metrics)
+    bound = 1 - rules.min_effect
+    rule = (f"share of images with a point outside Tukey's fences (1.5 IQR per checkpoint, {_span(cube.percents)}), "
+            f"VGG / other, Fieller 95 %: holds when below {bound:g} and Holm p < {rules.alpha}")
+    return _pair_rows("7a", cube, context, pairs, flagged, bound, "outlier image share ratio", rule)
+
+
+def vgg_lowest_deviations(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """7b. VGG's runs of an image deviate less (relative to their mean) than each other network's."""
+    pairs = _vgg_pairs(cube)
+    if not pairs or cube.values.shape[3] < 2 or len(cube.percents) < 1:
+        return [_lacking("7b", context, "needs VGG, another network of its family and images with several runs")]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cv = nanmean(_run_sd(cube.values) / cube.curves, -1)  # (images, masks, metrics)
+    bound = 1 - rules.min_effect
+    rule = (f"run-to-run CV ({_span(cube.percents)}), VGG / other, geometric mean over images, t 95 %: holds when "
+            f"below {bound:g} and Holm p < {rules.alpha}")
+    rows = []
+    for vgg, other in pairs:
+        scopes = _over_masks(cube, cv[..., vgg] / cv[..., other], np.ones_like(cv[..., vgg]), geometric=True)
+        found = effects.geometric_ratios(np.stack([x for _, x, _ in scopes], 1), np.stack([y for *_, y in scopes], 1),
+                                         bound, "less")
+        rows += [_effect_row("7b", context, effect, "run CV ratio", f"< {bound:g}", rule, mask=mask,
+                             compared=f"{cube.metrics[vgg]} vs {cube.metrics[other]}",
+                             checkpoints=_span(cube.percents), side="less", bound=bound)
+                 for (mask, _, _), effect in zip(scopes, found)]
+    return rows
+
+
+def images_grow(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """8a. Most images' own curves grow by more than min_effect, beyond their own noise: the lower
+    95 % bound of each image's OLS growth."""
+    p = cube.percents
+    if len(p) < 3:
+        return [_lacking("8a", context, f"{len(p)} checkpoint(s) from 50 %: no image's own interval")]
+    curves = cube.curves
+    low = _ols(curves, p)[1] * (p[-1] - p[0]) / nanmean(curves[..., 0], 0)
+    rule = (f"share of images whose own growth {_span(p)} (OLS, lower 95 % bound) / mean distance at {p[0]} % exceeds "
+            f"{rules.min_effect}, Clopper–Pearson 95 %: holds when above 0.5 and Holm p < {rules.alpha}")
+    return [_effect_row("8a", context, effects.share_above(x, rules.min_effect), "share of images", "> 0.5", rule,
+                        mask=mask, metric=metric, checkpoints=_span(p), side="greater", bound=0.5)
+            for mask, metric, x in _scopes(cube, low)]
+
+
+def images_drift_with_mask(cube: Cube, rules: Rules, context: str) -> list[dict]:
+    """8b. Most images' own distance rises by more than min_effect with the larger of two adjacent masks."""
+    if len(cube.masks) < 2 or len(cube.percents) < 1:
+        return [_lacking("8b", context, f"{len(cube.masks)} mask size(s)")]
+    levels = nanmean(cube.curves, -1)  # (images, masks, metrics)
+    rule = (f"share of images whose distance ({_span(cube.percents)}) with the larger mask exceeds the smaller's by "
+            f"more than {rules.min_effect} of its mean, Clopper–Pearson 95 %: holds when above 0.5 and Holm p < {rules.alpha}")
+    rows = []
+    for j in range(len(cube.masks) - 1):
+        rise = (levels[:, j + 1] - levels[:, j]) / nanmean(levels[:, j], 0)  # (images, metrics)
+        scopes = [(name, rise[:, k]) for k, name in enumerate(cube.metrics)]
+        if len(cube.metrics) > 1:
+            scopes.append((POOLED, nanmean(rise, 1)))
+        for metric, x in scopes:
+            rows.append(_effect_row("8b", context, effects.share_above(x, rules.min_effect), "share of images", "> 0.5",
+                                    rule, metric=metric, compared=f"mask {cube.masks[j + 1]} vs {cube.masks[j]}",
+                                    checkpoints=_span(cube.percents), side="greater", bound=0.5))
+    return rows
+
+
+FINDINGS = (growth, slows, keeps_growing, masks_drift, networks_rank_alike, networks_grow_alike, spread, run_to_run,
+            shrinking, runs_vary_with_mask, vgg_fewest_outliers, vgg_lowest_deviations, images_grow,
+            images_drift_with_mask)
+
+
+# -- shared pieces -----------------------------------------------------------------------------
+
+
+def _ratios(finding, cube, context, a, b, bound, side, statistic, checkpoints, rule) -> list[dict]:
+    """Rows of a ratio of means per mask and metric, and pooled over all (a, b: images × masks × metrics)."""
+    scale = nanmean(cube.curves, axis=(0, 3))  # (masks, metrics)
+    scopes = [(str(mask), name, a[:, j, k], b[:, j, k])
+              for j, mask in enumerate(cube.masks) for k, name in enumerate(cube.metrics)]
+    if len(scopes) > 1:
+        scopes.append((POOLED, POOLED, nanmean(a / scale, (1, 2)), nanmean(b / scale, (1, 2))))
+    found = effects.ratios_of_means(np.stack([x for *_, x, _ in scopes], 1), np.stack([y for *_, y in scopes], 1),
+                                    bound, side)
+    return [_effect_row(finding, context, effect, statistic, f"{'>' if side == 'greater' else '<'} {bound:g}", rule,
+                        mask=mask, metric=metric, checkpoints=checkpoints, side=side, bound=bound)
+            for (mask, metric, _, _), effect in zip(scopes, found)]
+
+
+def _geometric(finding, cube, context, ratio, bound, side, statistic, rule) -> list[dict]:
+    """Rows of the geometric mean of per-image ratios (images × masks × metrics) per mask and metric,
+    and pooled over all (each image's geometric mean over the scopes)."""
+    scopes = _scopes(cube, ratio, geometric=True)
+    found = effects.geometric_ratios(np.stack([x for *_, x in scopes], 1), np.ones((len(ratio), len(scopes))), bound,
+                                     side)
+    return [_effect_row(finding, context, effect, statistic, f"{'>' if side == 'greater' else '<'} {bound:g}", rule,
+                        mask=mask, metric=metric, checkpoints=_span(cube.percents), side=side, bound=bound)
+            for (mask, metric, _), effect in zip(scopes, found)]
+
+
+def _pair_rows(finding, cube, context, pairs, values, bound, statistic, rule) -> list[dict]:
+    """Rows of VGG / other network ratios of means per mask and pooled over masks."""
+    rows = []
+    for vgg, other in pairs:
+        for mask, x, y in _over_masks(cube, values[..., vgg], values[..., other]):
+            rows.append(_effect_row(finding, context, effects.ratio_of_means(x, y, bound, "less"), statistic,
+                                    f"< {bound:g}", rule, mask=mask,
+                                    compared=f"{cube.metrics[vgg]} vs {cube.metrics[other]}",
+                                    checkpoints=_span(cube.percents), side="less", bound=bound))
+    return rows
+
+
+def _scopes(cube: Cube, values: np.ndarray, geometric: bool = False) -> list[tuple[str, str, np.ndarray]]:
+    """(mask, metric, per-image values) per mask and metric, and pooled: each image's mean (geometric
+    mean for ratios) over them (values: images × masks × metrics, scale-free)."""
+    scopes = [(str(mask), name, values[:, j, k]) for j, mask in enumerate(cube.masks) for k, name in enumerate(cube.metrics)]
+    if len(scopes) > 1:
+        scopes.append((POOLED, POOLED, (_geometric_mean if geometric else nanmean)(values, (1, 2))))
+    return scopes
+
+
+def _over_masks(cube: Cube, x: np.ndarray, y: np.ndarray,
+                geometric: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(mask, x, y) per mask and pooled over masks (x, y: images × masks, scale-free)."""
+    scopes = [(str(mask), x[:, j], y[:, j]) for j, mask in enumerate(cube.masks)]
+    if len(scopes) > 1:
+        mean = _geometric_mean if geometric else nanmean
+        scopes.append((POOLED, mean(x, 1), mean(y, 1)))
+    return scopes
+
+
+def _geometric_mean(values: np.ndarray, axis) -> np.ndarray:
+    """Geometric mean over `axis` of the positive finite values; NaN where there are none."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.exp(nanmean(np.where(values > 0, np.log(values), np.nan), axis))
+
+
+def _network_pairs(cube: Cube) -> list[tuple[int, int]]:
+    nets = [k for k, name in enumerate(cube.metrics) if "lpips" in name]
+    return list(itertools.combinations(nets, 2))
+
+
+def _vgg_pairs(cube: Cube) -> list[tuple[int, int]]:
+    """(VGG, other) index pairs within each LPIPS family (lpips_*, stlpips_*)."""
+    family = {k: name.rsplit("_", 1) for k, name in enumerate(cube.metrics) if "lpips" in name and "_" in name}
+    return [(v, o) for v, (fv, nv) in family.items() if nv == "vgg" for o, (fo, no) in family.items()
+            if fo == fv and o != v]
+
+
+def _relative_levels(curves: np.ndarray) -> np.ndarray:
+    """Each image's distance over the mean of the images at each checkpoint, averaged over checkpoints."""
+    return nanmean(curves / nanmean(curves, 0), -1)
+
+
+def _relative_growth(cube: Cube) -> np.ndarray:
+    """Each image's growth over the checkpoints (OLS slope × span) / the images' mean distance at the first."""
+    p, curves = cube.percents, cube.curves
+    return _slopes(curves, p) * (p[-1] - p[0]) / nanmean(curves[..., 0], 0)
+
+
+def _run_levels(cube: Cube) -> np.ndarray:
+    """Each run's distance over the mean of all runs at each checkpoint, averaged over checkpoints."""
+    values = cube.values
+    return nanmean(values / nanmean(values, (0, 3))[None, :, :, None, :], -1)
+
+
+def _run_sd(values: np.ndarray) -> np.ndarray:
+    """SD (ddof=1) over runs (axis 3); NaN with fewer than two."""
+    count = np.sum(np.isfinite(values), axis=3)
+    mean = nanmean(values, 3)
+    squares = np.nansum((values - mean[:, :, :, None]) ** 2, axis=3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 1, np.sqrt(squares / (count - 1)), np.nan)
+
+
+def _slopes(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """OLS slope of y on x along the last axis over the finite points; NaN with fewer than two."""
+    return _ols(y, x)[0]
+
+
+def _ols(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OLS slope of y on x along the last axis over the finite points, and its lower 95 % bound (t
+    with n − 2 degrees of freedom; NaN with fewer than three points)."""
+    finite = np.isfinite(y)
+    count = finite.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xm = np.where(finite, x, 0).sum(-1) / count
+        ym = np.where(finite, y, 0).sum(-1) / count
+        dx = np.where(finite, x - xm[..., None], 0)
+        dy = np.where(finite, y - ym[..., None], 0)
+        sxx = (dx**2).sum(-1)
+        slope = (dx * dy).sum(-1) / sxx
+        residual = ((dy - slope[..., None] * dx) ** 2).sum(-1) / (count - 2)
+        low = slope - special.stdtrit(np.maximum(count - 2, 1), 0.5 + effects.CONFIDENCE / 2) * np.sqrt(residual / sxx)
+    slope = np.where((count >= 2) & (sxx > 0), slope, np.nan)
+    return slope, np.where(count >= 3, low, np.nan)
+
+
+def _halves(p: np.ndarray) -> tuple[slice, slice]:
+    """The first and the second half of the checkpoints (sharing the middle one when their number is odd)."""
+    half = math.ceil(len(p) / 2)
+    return slice(0, half), slice(len(p) - half, len(p))
+
+
+def _span(p) -> str:
+    return f"{p[0]}–{p[-1]} %" if len(p) > 1 else f"{p[0]} %"
+
+
+def _effect_row(finding, context, effect, statistic, threshold, rule, *, side="", bound=np.nan, **scope) -> dict:
+    row = _row(finding, context, statistic=statistic, value=effect.value, low=effect.low, high=effect.high,
+               threshold=threshold, n=effect.n, p_value=effect.p_value, rule=rule, **scope)
+    if side == "greater":
+        row.update(supports=effect.low > bound, against=effect.high < bound)
+    elif side == "less":
+        row.update(supports=effect.high < bound, against=effect.low > bound)
+    if effect.n < 3 or not np.isfinite(effect.p_value):
+        row.update(p_value=np.nan, note=(row["note"] + "; " if row["note"] else "") + f"{effect.n} image(s) usable")
+    return row
+
+
+def _lacking(finding: str, context: str, why: str) -> dict:
+    return _row(finding, context, note=why)
+
+
+def _row(finding: str, context: str, **values) -> dict:
+    row = dict.fromkeys(COLUMNS, np.nan) | {"context": context, "mask": "", "metric": "", "compared": "",
+                                            "checkpoints": "", "statistic": "", "threshold": "", "rule": "", "note": "",
+                                            "n": 0, "supports": False, "against": False}
+    row.update(values, finding=finding, claim=CLAIMS[finding])
     return row

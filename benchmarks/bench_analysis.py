@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -24,52 +23,24 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 
 from analysis.history import metric_histories, naive_metric_histories  # noqa: E402
 from analysis.load import load_runs, load_values  # noqa: E402
-from rip.config import RunConfig  # noqa: E402
+from analysis.simulation import Study, simulate, write_store  # noqa: E402
 
 KEYS = ("lpips_alex", "lpips_vgg", "lpips_squeeze")
 ENVIRONMENT = {f"version_{name}": "0" for name in ("torch", "diffusers", "transformers", "mlflow", "lpips",
                                                    "stlpips-pytorch", "numpy", "pillow", "rip")}
+EXTRA = {**ENVIRONMENT, "code_commit": "bench", "resolved_device": "cpu", "resolved_steps": "50",
+         "resolved_guidance": "7.5", "resolved_strength": "1.0", "resolved_dtype": "float16", "revision": "main"}
 
 
 def populate(client: MlflowClient, experiment: str, images: int, masks: list[int], threads: int = 4) -> int:
-    """Log the runs with log_batch; return the number of image runs."""
-    experiment_id = client.create_experiment(experiment)
-    rng = np.random.default_rng(0)
-    steps = list(range(0, 401, 50))
-    jobs = []
-    for mask in masks:
-        config = RunConfig(mask=mask, images=f"wikiart:{images}", experiment=experiment)
-        params = {**config.as_params(), **ENVIRONMENT, "code_commit": "bench", "resolved_device": "cpu",
-                  "resolved_steps": "50", "resolved_guidance": "7.5", "resolved_strength": "1.0",
-                  "resolved_dtype": "float16", "revision": "main"}
-        parent = client.create_run(experiment_id, run_name=f"sd2-mask{mask}-seed0").info.run_id
-        client.log_batch(parent, params=[Param(k, v) for k, v in params.items()],
-                         tags=[RunTag("rip.kind", "configuration"), RunTag("rip.config", config.to_json()),
-                               RunTag("rip.backend", "diffusers")])
-        for index in range(images):
-            curve = rng.uniform(0.2, 0.7) * (1 - np.exp(-np.array(steps) / rng.uniform(50, 200)))
-            jobs.append((parent, config, params, f"wikiart-{index:05d}", curve))
-
-    def child(job) -> None:
-        parent, config, params, image_id, curve = job
-        run_id = client.create_run(experiment_id, run_name=image_id, tags={
-            "mlflow.parentRunId": parent, "rip.kind": "image", "rip.image_id": image_id,
-            "rip.config": config.to_json(), "rip.image_origin": f"/cache/{image_id}.png"}).info.run_id
-        metrics = [Metric(key, float(value + 0.01 * k), 0, step)
-                   for k, key in enumerate(KEYS) for step, value in zip(steps, curve)]
-        metrics += [Metric("iteration", step * (512 // config.mask) ** 2 // 100, 0, step) for step in steps]
-        client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
-        client.set_terminated(run_id)
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(child, jobs))
-    for parent in {job[0] for job in jobs}:
-        client.set_terminated(parent)
-    return len(jobs)
+    """Log a simulated study (analysis.simulation) as rip run would; return the number of image runs."""
+    frame = simulate(Study(experiment=experiment, images=images, masks=tuple(masks), metrics=KEYS),
+                     np.random.default_rng(0))
+    write_store(client, frame, EXTRA, originals=False, threads=threads)
+    return frame["run_id"].nunique()
 
 
 def timed(function, *args, **kwargs):

@@ -41,6 +41,7 @@ from rip.config import RunConfig
 from rip.images import load_images, resolve_image_set
 from rip.inpainters.base import Inpainter
 from rip.inpainters.diffusion import DiffusionInpainter
+from rip.inpainters.hub import ModelFiles
 from rip.inpainters.tiny import build_tiny_pipeline
 from rip.metrics import Metric, load_metrics
 from rip.protocol.engine import Checkpoint, ImageTask, RecursiveInpainting, to_tensor
@@ -125,7 +126,7 @@ def make_config(args: argparse.Namespace, iterations: int, **overrides) -> RunCo
 
 
 def tiny_inpainter(pipeline, steps: int) -> DiffusionInpainter:
-    return DiffusionInpainter(pipeline, name="tiny", num_inference_steps=steps, revision="tiny-seed0",
+    return DiffusionInpainter(pipeline, name="tiny", num_inference_steps=steps, files=ModelFiles("tiny", "tiny-seed0"),
                               tags={TINY_TAG: "true"})
 
 

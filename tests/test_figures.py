@@ -2,10 +2,13 @@
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgb
 from matplotlib.container import BarContainer
+from matplotlib.text import Text
 from PIL import Image
 from scipy import stats
 
@@ -200,3 +203,24 @@ def test_optuna_history_plot_labels_its_axis_with_the_objective(monkeypatch, tmp
     for figure in list(seen.values()):
         plt.close(figure)
     assert not (tmp_path / "contour.png").exists()  # one parameter: no contour
+
+
+@pytest.mark.parametrize("draw, newlines", [
+    (figures.scatter_figure, 3),  # wrapped: its note does not fit on one line of one panel
+    (figures.mean_std_figure, 2),  # title, subtitle, note: each fits
+])
+def test_titles_fit_their_figure_with_one_panel(draw, newlines):
+    figure = draw(synthetic_frame(metrics=("lpips_vgg",)))  # one panel: the narrowest figure
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    (title,) = [t for t in figure.findobj(Text) if t.get_text() == figure.get_suptitle()]
+    assert title.get_text().count("\n") >= newlines
+    box = title.get_window_extent(canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= figure.bbox.width
+
+
+def test_a_label_figure_refuses_a_breakdown_of_several_conditions():
+    frame = synthetic_frame(images=tuple(STYLES)).assign(label_style=lambda f: f["image_id"].map(STYLES))
+    both = pd.concat([frame, frame.assign(experiment="other", run_id=lambda f: f["run_id"] + "-other")])
+    with pytest.raises(ValueError, match="one figure per condition"):
+        figures.label_figure(label_breakdown(both), "label_style")

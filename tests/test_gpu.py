@@ -56,3 +56,24 @@ def test_compiled_pipeline_on_cuda_keeps_outputs_with_a_padded_tail():
         mask[corner:corner + 16, corner:corner + 16] = True
     for output, reference in zip(compiled.inpaint(originals, masks, [1, 2, 3]), eager.inpaint(originals, masks, [1, 2, 3])):
         assert np.abs(output.astype(int) - reference).max() <= 1
+
+
+def test_a_cuda_run_logs_gpu_series_and_peak_memory(image_folder, tmp_path):
+    from mlflow import MlflowClient
+
+    from rip.runner import run_experiment
+    from rip.tracking.tags import BATCH_SIZE_USED, INPAINTINGS_PER_S, PEAK_GPU_MEMORY
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = RunConfig(**{**CONFIG.__dict__, "device": "cuda", "percent": 200, "images": str(image_folder),
+                          "experiment": "gpu-telemetry"})
+    run_id = run_experiment(config, store, spool_root=tmp_path / "spool", progress=False)
+    client = MlflowClient(store)
+    metrics = client.get_run(run_id).data.metrics
+    gpu = {key: value for key, value in metrics.items() if key.startswith("system/gpu_")}
+    print("GPU series:", gpu)
+    index = next(key.split("_")[1] for key in gpu)  # NVML's index of the (first) visible GPU
+    assert 0 < gpu[f"system/gpu_{index}_memory_usage_megabytes"]
+    assert 0 <= gpu.get(f"system/gpu_{index}_utilization_percentage", 0) <= 100
+    assert len(client.get_metric_history(run_id, f"system/gpu_{index}_memory_usage_megabytes")) >= 2
+    assert metrics[PEAK_GPU_MEMORY] > 0 and metrics[INPAINTINGS_PER_S] > 0 and metrics[BATCH_SIZE_USED] == 2

@@ -1,3 +1,4 @@
+import hashlib
 import shutil
 
 import numpy as np
@@ -93,9 +94,63 @@ def test_saved_pipeline_loads_through_from_pretrained(tmp_path, tiny, batch):
     params = loaded.params()
     assert params["pipeline_class"] == "StableDiffusionInpaintPipeline"
     assert params["resolved_dtype"] == "torch.float32"
-    assert params["model_revision"] == "local"
+    assert params["resolved_revision"] == f"local:{tmp_path.resolve()}"
+    assert params["resolved_variant"] == "none"
     for a, b in zip(loaded.inpaint(images, masks, seeds), tiny.inpaint(images, masks, seeds)):
         assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_the_weight_files_loaded_are_identified_by_their_sha256(tmp_path):
+    build_tiny_pipeline().save_pretrained(tmp_path)
+    loaded = DiffusionInpainter.from_pretrained(str(tmp_path), device="cpu")
+    files = loaded.model_files()
+    assert [file["path"] for file in files["files"]] == [
+        "text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors"]
+    for file in files["files"]:
+        assert file["sha256"] == hashlib.sha256((tmp_path / file["path"]).read_bytes()).hexdigest()
+        assert file["size"] == (tmp_path / file["path"]).stat().st_size
+    assert files["variant"] is None and files["revision"] == f"local:{tmp_path.resolve()}"
+    tags = loaded.tags()
+    assert tags["rip.model_sha256"] == files["digest"] and len(files["digest"]) == 12
+    assert tags["rip.model_published_sha256"] == "not compared: no published hashes for this model"
+
+
+def test_fp16_loads_the_fp16_variant_where_the_model_has_one(tmp_path):
+    with_variant, without = tmp_path / "with-fp16", tmp_path / "without"
+    pipeline = build_tiny_pipeline()
+    pipeline.save_pretrained(without)
+    pipeline.save_pretrained(with_variant)
+    pipeline.to(dtype=torch.float16).save_pretrained(with_variant, variant="fp16")
+    half = DiffusionInpainter.from_pretrained(str(with_variant), device="cpu", dtype="fp16")
+    assert half.params()["resolved_variant"] == "fp16"
+    assert {file["path"].split("/")[1] for file in half.model_files()["files"]} == {
+        "model.fp16.safetensors", "diffusion_pytorch_model.fp16.safetensors"}
+    assert half.pipeline.unet.dtype == torch.float16
+    plain = DiffusionInpainter.from_pretrained(str(without), device="cpu", dtype="fp16")  # no variant: fp32 files, cast
+    assert plain.params()["resolved_variant"] == "none" and plain.pipeline.unet.dtype == torch.float16
+    full = DiffusionInpainter.from_pretrained(str(with_variant), device="cpu", dtype="fp32")
+    assert full.params()["resolved_variant"] == "none"
+    assert full.model_files()["digest"] == plain.model_files()["digest"] != half.model_files()["digest"]
+
+
+@pytest.mark.parametrize("variant, hashes, verdict", [
+    ("", "published", "match: unet, text_encoder, vae"),
+    ("", "other", "no match: unet (loaded 000000000000, published 9bcbb17f54b0)"),
+    ("fp16", "published", "not compared: the fp16 variant was loaded, the published hashes are of the fp32 files"),
+])
+def test_the_published_hashes_are_compared_never_enforced(variant, hashes, verdict):
+    from rip import artefacts
+    from rip.inpainters.hub import ModelFiles, WeightFile
+
+    mirror = artefacts.STUDY_MODEL
+    published = dict(mirror.published_sha256, **({"unet": "0" * 64} if hashes == "other" else {}))
+    suffix = f".{variant}" if variant else ""
+    files = tuple(WeightFile(f"{component}/model{suffix}.safetensors", sha256, 1)
+                  for component, sha256 in published.items())
+    identity = ModelFiles(mirror.id, mirror.revision, variant, files)
+    assert identity.published() == verdict
+    assert identity.as_json()["published"] == verdict
 
 
 def test_scheduler_is_replaced(tmp_path):

@@ -7,6 +7,7 @@ import yaml
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from rip import artefacts
 from rip.config import RunConfig
 from rip.images import resolve_image_set
 from rip.metrics.complexity import COMPLEXITY_KEYS
@@ -18,7 +19,7 @@ PRESETS = REPO / "experiments"
 DEFAULTS = RunConfig()
 
 
-@pytest.mark.parametrize("name", ["replication", "variability", "demo", "coverage"])
+@pytest.mark.parametrize("name", ["replication", "variability", "demo", "models", "coverage"])
 def test_presets_override_only_what_differs_from_the_defaults(name):
     preset = load_preset(PRESETS / f"{name}.yaml")
     for key, value in preset.items():
@@ -39,6 +40,19 @@ def test_the_studys_two_experiments():
     demo = expand(load_preset(PRESETS / "demo.yaml"))
     assert len(demo) == 4 and {c.model for c in demo} == {"telea"}
     check(replication + variability + demo, resolve_images=False)
+
+
+def test_the_models_preset_is_the_replication_over_the_model_families():
+    replication = expand(load_preset(PRESETS / "replication.yaml"))
+    models = expand(load_preset(PRESETS / "models.yaml"))
+    families = [artefacts.STUDY_MODEL, artefacts.SD15_INPAINTING, artefacts.SDXL_INPAINTING,
+                artefacts.KANDINSKY22_INPAINTING, artefacts.FLUX_FILL]
+    assert sorted((c.model, c.mask) for c in models) == sorted(
+        (model, mask) for model in [f.id for f in families] + ["telea", "biharmonic"] for mask in (64, 128, 256))
+    protocol = ("images", "seed", "percent", "step", "size", "metrics", "prompt", "random_numbers")
+    assert {tuple(getattr(c, name) for name in protocol) for c in models} == {
+        tuple(getattr(c, name) for name in protocol) for c in replication}
+    check(models, resolve_images=False)
 
 
 def test_the_coverage_preset_crosses_classical_backends_masks_and_mask_orders():
@@ -146,7 +160,7 @@ def test_shipped_presets_are_found_by_name_from_any_folder(tmp_path, monkeypatch
     assert result.exit_code == 0 and result.output.startswith("demo.yaml: 3 configuration(s)"), result.output
     result = CliRunner().invoke(sweep, ["nonesuch"])
     assert result.exit_code == 1
-    assert f"no preset 'nonesuch'; shipped presets (in {PRESETS}): coverage, demo, replication, variability" in result.output
+    assert f"no preset 'nonesuch'; shipped presets (in {PRESETS}): coverage, demo, models, replication, variability" in result.output
 
 
 def test_a_sweep_fills_each_call_from_all_its_configurations_with_the_results_of_each_alone(
@@ -187,7 +201,8 @@ def test_a_sweep_fills_each_call_from_all_its_configurations_with_the_results_of
         values = {(child.data.tags["rip.image_id"], key, m.step): m.value
                   for child in children for key in child.data.metrics
                   for m in client.get_metric_history(child.info.run_id, key)}
-        return values, run.data.metrics
+        measured = {key: value for key, value in run.data.metrics.items() if not key.startswith(("system/", "perf/"))}
+        return values, measured  # not the telemetry, which differs from run to run
 
     for shared_id, alone_id in zip(together, alone):
         (shared_values, shared_aggregates), (alone_values, alone_aggregates) = (

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from rip.config import RunConfig
 from rip.sweeps.cli import sweep
 from rip.sweeps.units import DEFINITION_ATTR, SweepPlan, register
-from tests.conftest import BIN, finish_logged, free_port, start_logged
+from tests.conftest import BIN, finish_logged, free_port, start_logged, ui_addresses
 
 pytestmark = pytest.mark.slow
 QUEUE = ["--heartbeat-interval", "1", "--grace-period", "3"]
@@ -99,6 +99,8 @@ def reference(mlflow_server, preset, tmp_path_factory):
     done = subprocess.run(sweep_args(preset, mlflow_server, "sweep-reference"), env=environment(folder),
                           capture_output=True, text=True, cwd=folder)
     assert done.returncode == 0, done.stderr[-3000:]
+    # each configuration's run once, the experiment's runs list once
+    assert len(ui_addresses(done.stdout + done.stderr)) == len(set(ui_addresses(done.stdout + done.stderr))) == 3
     return results(MlflowClient(mlflow_server.uri), "sweep-reference")
 
 
@@ -135,6 +137,8 @@ def test_two_workers_share_a_sweep_registered_once_with_the_one_process_values(
         (c, i, i + 1) for c in (0, 1) for i in range(3)]
     assert {t.user_attrs["rip.worker"].split(":")[1] for t in trials} == {str(w.pid) for w in workers}
     assert sum("registered now" in log for log in logs) == 1
+    for log in logs:  # each configuration a worker works on, once; the experiment's runs list once
+        assert len(ui_addresses(log)) == len(set(ui_addresses(log))) >= 2, log
     assert "batched with unit(s)" in "".join(logs)  # units of one image join a batch of four
     assert_equal_results(results(MlflowClient(mlflow_server.uri), "sweep-two"), reference)
     runs = [r["run"] for r in results(MlflowClient(mlflow_server.uri), "sweep-two").values()]
@@ -145,6 +149,7 @@ def test_two_workers_share_a_sweep_registered_once_with_the_one_process_values(
     assert status.returncode == 0, status.stderr
     assert "3/3 units done, 0 running, 0 failed, 0 waiting; 3/3 images" in status.stdout
     assert "6/6 units, 6/6 images finished" in status.stdout
+    assert sorted(ui_addresses(status.stdout)) == sorted({address for log in logs for address in ui_addresses(log)})
 
 
 def units_of_name(storage) -> str:
@@ -212,6 +217,9 @@ def test_workers_started_by_submitit_share_the_sweep(mlflow_server, preset, refe
                           cwd=tmp_path, timeout=1200)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(": done") == 2
+    printed = [address for log in (tmp_path / "jobs").rglob("*.out") for address in ui_addresses(log.read_text())]
+    assert len(set(printed)) == 3  # the workers' output: the two configurations' runs and the experiment's
+    ui_addresses(done.stdout + done.stderr + "".join(log.read_text() for log in (tmp_path / "jobs").rglob("*.err")))
     trials = units_of(storage)
     assert len(trials) == 6 and {t.state.name for t in trials} == {"COMPLETE"}
     assert_equal_results(results(MlflowClient(mlflow_server.uri), "sweep-submitit"), reference)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy
 from mlflow import MlflowClient
 
-from tests.conftest import BIN, finish_logged, start_logged
+from tests.conftest import BIN, finish_logged, start_logged, ui_addresses
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "e2e-tune-workers"
@@ -75,6 +75,11 @@ def test_two_workers_share_a_grid_study(mlflow_server, image_folder, postgres_ur
         assert run.info.run_id == trial.user_attrs["rip.mlflow_run_id"] and run.info.status == "FINISHED"
         assert (run.data.params["images"], run.data.params["mask"], run.data.params["seed"]) == (
             trial.params["images"], str(trial.params["mask"]), str(trial.params["seed"]))
+    # every worker names the study's run and the runs of the trials it computes, each once
+    shown = [address for log in logs for address in ui_addresses(log)]
+    assert sum(parent.info.run_id in address for address in shown) == 2
+    assert {run.info.run_id for run in runs.values()} == {a.split("/runs/")[1].split("?")[0] for a in shown
+                                                           if "/runs/" in a and parent.info.run_id not in a}
     # exactly one worker summarised the study
     assert sorted("best: trial" in log for log in logs) == [False, True]
 

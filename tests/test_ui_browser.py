@@ -11,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from rip.tracking.ui import run_url
+from tests.conftest import ui_addresses
 
 pytestmark = pytest.mark.slow
 TIMEOUT_MS = 180_000  # the UI's bundles are large; a busy 2-core machine takes a while
@@ -48,11 +49,19 @@ def runs(mlflow_server, ui_experiment):
     return parent, children
 
 
-def test_printed_address_opens_the_runs_list(page, ui_experiment, runs, tmp_path):
+def test_every_printed_address_opens_the_runs_list_or_the_run_page(page, ui_experiment, runs, tmp_path):
     parent, children = runs
-    address = printed(ui_experiment.stdout, "View experiment")
-    assert address.endswith("/runs?workflowType=machine_learning")
-    page.goto(address, wait_until="commit")
+    addresses = ui_addresses(ui_experiment.stdout + ui_experiment.stderr)
+    assert addresses == [printed(ui_experiment.stderr, "View run"), printed(ui_experiment.stderr, "View experiment")]
+    run_page, runs_list = addresses
+    assert parent.info.run_id in run_page and runs_list.endswith("/runs?workflowType=machine_learning")
+
+    page.goto(run_page, wait_until="commit")
+    page.get_by_text(parent.info.run_name).first.wait_for()
+    page.get_by_text("Run ID").first.wait_for()  # the run's overview, not the GenAI view
+    screenshot(page, tmp_path, "run-page")
+
+    page.goto(runs_list, wait_until="commit")
     page.get_by_text(parent.info.run_name).first.wait_for()
     assert page.get_by_text("Run Name", exact=True).first.is_visible()
     # the image runs sit under their configuration: expand it
@@ -79,7 +88,7 @@ def test_image_run_has_a_step_slider(page, mlflow_server, runs, tmp_path):
 
 def test_parent_metric_charts_render(page, mlflow_server, ui_experiment, runs, tmp_path):
     parent, _ = runs
-    address = printed(ui_experiment.stdout, "View run").replace("?", "/model-metrics?")
+    address = printed(ui_experiment.stderr, "View run").replace("?", "/model-metrics?")
     assert parent.info.run_id in address
     page.goto(address, wait_until="commit")
     page.get_by_text(parent.info.run_name).first.wait_for()
@@ -89,3 +98,15 @@ def test_parent_metric_charts_render(page, mlflow_server, ui_experiment, runs, t
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 2
     page.locator("img[src*='generation_grid%2Bstep%2B0%2B']").first.wait_for(state="attached")
     screenshot(page, tmp_path, "configuration-run")
+
+
+def test_configuration_run_shows_its_system_metrics(page, mlflow_server, runs, tmp_path):
+    parent, _ = runs
+    assert "system/cpu_utilization_percentage" in parent.data.metrics
+    address = run_url(mlflow_server.uri, parent.info.experiment_id, parent.info.run_id).replace("?", "/system-metrics?")
+    page.goto(address, wait_until="commit")
+    page.get_by_text(parent.info.run_name).first.wait_for()
+    for title in ("cpu_utilization_percentage", "system_memory_usage_megabytes", "network_receive_megabytes"):
+        page.get_by_text(title, exact=True).first.wait_for()  # the tab's charts are titled without system/
+    page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for()
+    screenshot(page, tmp_path, "system-metrics")

@@ -19,7 +19,7 @@ from rip.tracking.recorder import logged_steps
 from rip.tracking.tags import GRID_KEY, UI_IMAGE_KEY
 from rip.tracking.ui import NAME_FIELDS, configuration_name, image_name, not_conditions, runs_url, ui_command
 from rip.tuning.tracking import SearchTracker
-from tests.conftest import BIN, REPO
+from tests.conftest import BIN, REPO, ui_addresses
 
 SMALL = dict(model="telea", size=64, mask=32, percent=100, step=50, metrics=("ssim",), batch_size=2)
 
@@ -47,6 +47,20 @@ def test_every_non_default_condition_is_named():
                       batch_size=8, metrics=("ssim",))
     assert configuration_name(named) == "telea · paintings:10 · mask 128 · 256px · seed 3 · paste_back=true"
     assert image_name("astronaut", named) == "astronaut · telea m128 256px s3 paste_back=true"
+
+
+def test_rip_switches_mlflows_own_address_lines_off_unless_the_user_set_the_variable(monkeypatch):
+    from click.testing import CliRunner
+
+    from rip.cli import main
+
+    for given, kept in ((None, "true"), ("false", "false"), ("1", "1")):
+        if given is None:
+            monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)
+        else:
+            monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", given)
+        assert CliRunner().invoke(main, ["sweep", "demo", "--dry-run"]).exit_code == 0
+        assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == kept
 
 
 def test_addresses_open_the_runs_view(tmp_path):
@@ -84,9 +98,10 @@ def test_rip_run_names_runs_prints_addresses_and_logs_sliders(mlflow_server, ima
     runs_view = f"{mlflow_server.uri}/#/experiments/{experiment}/runs?workflowType=machine_learning"
     run_page = f"{mlflow_server.uri}/#/experiments/{experiment}/runs/{parent.info.run_id}?workflowType=machine_learning"
     assert f"experiment ui-records: run {name} ({parent.info.run_id})" in result.stderr
-    for output in (result.stderr, result.stdout):  # at start and at the end
-        assert f"View run {name} at: {run_page}" in output and f"View experiment at: {runs_view}" in output
-    assert f"run {name} ({parent.info.run_id}) finished" in result.stdout
+    # once, at the start, above the progress bar; MLflow's own lines (one pair per run it ends) are off
+    assert ui_addresses(result.stdout + result.stderr) == [run_page, runs_view]
+    assert f"View run {name} at: {run_page}\nView experiment at: {runs_view}\n" in result.stderr
+    assert result.stdout == f"run {name} ({parent.info.run_id}) finished\n"
 
     children = client.search_runs([experiment], "tags.`rip.kind` = 'image'")
     assert sorted(c.info.run_name for c in children) == [
@@ -128,9 +143,12 @@ def test_resume_says_where_it_continues_and_logs_each_ui_image_once(mlflow_serve
         run_experiment(config, mlflow_server.uri, observer=StopAfter(4), spool_root=tmp_path, progress=False)
     run_id = stopped.value.run_id
     assert logged_steps(client, run_id, GRID_KEY) == set()  # the third image had not started
+    # a user who asks for MLflow's own address lines gets them as well
     result = subprocess.run([str(BIN / "rip"), "run", "--tracking-uri", mlflow_server.uri, "--resume", run_id],
-                            capture_output=True, text=True, cwd=REPO, env={**os.environ, "RIP_SPOOL": str(tmp_path)})
+                            capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "RIP_SPOOL": str(tmp_path), "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "false"})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("🏃 View run") == 4  # three image runs and the configuration run, as each ends
     assert f"experiment ui-resume: resuming run {client.get_run(run_id).info.run_name} ({run_id}) from 50 %, 3 of 3 images to go" in result.stderr
     assert {step: len(paths) for step, paths in grid_pngs(client, run_id, GRID_KEY).items()} == {0: 1, 50: 1, 100: 1}
     for child in client.search_runs([client.get_run(run_id).info.experiment_id], "tags.`rip.kind` = 'image'"):

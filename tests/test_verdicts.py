@@ -1,250 +1,229 @@
-"""Each finding's verdict on frames built here: one that holds, one that does not, one with too little data.
+"""Each verdict on simulated studies where its observation is true or false by construction, and its
+statistics against scipy called directly on values computed here from the frame."""
 
-Statistics are checked against scipy called directly on values computed here from the frame.
-"""
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.verdicts import AGREEMENT_RHO, CLAIMS, FAILS, HOLDS, LARGE_CV, UNKNOWN, tally, verdicts
+from analysis import effects
+from analysis.cubes import completeness
+from analysis.rules import Rules
+from analysis.simulation import Study, simulate
+from analysis.statistics import holm
+from analysis.verdicts import CLAIMS, FAILS, HOLDS, POOLED, UNKNOWN, changed, tally, verdicts
 
-PERCENTS = (0, 50, 100, 150, 200)
+NETS = ("lpips_alex", "lpips_vgg")
+REPLICATION = Study(experiment="rep", images=40, masks=(64, 128), metrics=NETS)
+VARIABILITY = Study(experiment="var", images=8, runs=8, masks=(64, 128), metrics=NETS)
+RUN_SD_TWICE_IMAGE_SD = dict(image_sd=0.1, network_sd=0.0, run_sd=0.2, run_persistence=1.0, run_decay=0.0,
+                             run_mask_step=0.0, noise_decay=0.0)
+VGG_LIKE_OTHERS = dict(noise_sd=0.15, other_noise_sd=0.15, other_tails=np.inf)
+# finding: (experiment it is measured on, Study changes making it true, changes making it false)
+CASES = {
+    "1": ("rep", {}, dict(curve="flat")),  # a jump at 50 %, then flat
+    "2a": ("rep", {}, dict(curve="linear")),
+    "2b": ("rep", {}, dict(curve="plateau")),
+    "3": ("rep", dict(mask_step=0.5), dict(mask_step=0.0)),
+    "4a": ("rep", dict(network_sd=0.03), dict(network_sd=0.4)),
+    "4b": ("rep", {}, dict(growth_ratio=1.6)),
+    "5": ("rep", dict(image_sd=0.5), dict(image_sd=0.05, network_sd=0.02)),
+    "6a": ("var", {}, RUN_SD_TWICE_IMAGE_SD),
+    "6b": ("var", dict(run_decay=1.5, noise_decay=1.5), dict(run_decay=0.0, noise_decay=0.0)),
+    "6c": ("var", dict(run_mask_step=1.0), dict(run_mask_step=0.0)),
+    "7a": ("rep", dict(noise_decay=0.0, other_noise_sd=0.4), VGG_LIKE_OTHERS),
+    "7b": ("var", dict(other_noise_sd=0.3), VGG_LIKE_OTHERS),
+    "8a": ("rep", {}, dict(growing=0.3)),
+    "8b": ("rep", {}, dict(mask_share=0.3)),
+}
 
 
-def make_frame(value, images=6, masks=(16,), seeds=(0,), percents=PERCENTS, metrics=("lpips_vgg",), model="telea"):
-    """A tidy frame whose values are value(image index, mask, seed, percent, metric, rng)."""
+def study(seed=0, rules=Rules(), **changes) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A simulated replication and variability study analysed together: (frame, verdicts)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.concat([simulate(replace(REPLICATION, **changes), rng), simulate(replace(VARIABILITY, **changes), rng)],
+                      ignore_index=True)
+    return frame, verdicts(frame, rules)
+
+
+def rows(table, finding, experiment="rep", pooled=None):
+    found = table[(table["finding"] == finding) & (table["context"] + ",").str.contains(f"experiment={experiment},")]
+    if pooled is not None:
+        found = found[((found["mask"] == POOLED) | (found["metric"] == POOLED)) == pooled]
+    assert len(found), (finding, experiment, pooled)
+    return found
+
+
+@pytest.mark.parametrize("finding", CASES)
+def test_a_true_observation_holds_and_a_false_one_does_not(finding):
+    experiment, true, false = CASES[finding]
+    assert (rows(study(**true)[1], finding, experiment, pooled=True)["verdict"] == HOLDS).all()
+    assert not (rows(study(**false)[1], finding, experiment)["verdict"] == HOLDS).any()
+
+
+def test_growth_ignores_0_percent_a_jump_then_flat_does_not_hold():
+    frame, table = study(curve="flat")
+    growth = rows(table, "1")
+    assert (growth["verdict"] == FAILS).all() and set(growth["checkpoints"]) == {"50–400 %"}
+    pooled = rows(table, "1", pooled=True).iloc[0]
+    assert pooled["contradicted"] and pooled["high"] < 0.05 < 1 < rows(study()[1], "1", pooled=True).iloc[0]["low"]
+    for finding in ("2a", "2b", "8a"):  # slowing, still growing, most images growing: none from a jump
+        assert not (rows(table, finding)["verdict"] == HOLDS).any(), finding
+    # what 0 % holds changes nothing
+    moved = frame.assign(value=np.where(frame["percent"] == 0, 5.0, frame["value"]))
+    pd.testing.assert_frame_equal(verdicts(moved), table)
+
+
+def test_run_sd_twice_the_image_sd_does_not_hold():
+    table = study(**RUN_SD_TWICE_IMAGE_SD)[1]
+    spread = rows(table, "6a", "var")
+    assert (spread["verdict"] == FAILS).all() and (spread["value"] > 1).all()
+    assert (rows(study()[1], "6a", "var")["verdict"] == HOLDS).all()  # run SD well below image SD: holds
+
+
+def test_growth_statistics_match_scipy():
+    frame, table = study()
+    row = rows(table, "1", pooled=False).query("mask == '64' and metric == 'lpips_vgg'").iloc[0]
+    d = frame.query("experiment == 'rep' and mask == 64 and metric == 'lpips_vgg' and percent >= 50")
+    curves = d.pivot_table(index="image_id", columns="percent", values="value")
+    slope = np.polyfit(curves.columns.to_numpy(dtype=float), curves.to_numpy().T, 1)[0]
+    growth, level = slope * 350, curves[50].to_numpy()
+    assert row["value"] == pytest.approx(growth.mean() / level.mean())
+    p = max(stats.ttest_1samp(growth - 0.05 * level, 0, alternative="greater").pvalue,
+            stats.ttest_1samp(level, 0, alternative="greater").pvalue)
+    assert row["p_value"] == pytest.approx(p, rel=1e-6) and row["n"] == 40
+    assert row["low"] < row["value"] < row["high"]
+
+
+def test_masks_are_compared_at_every_checkpoint_and_decided_at_the_weakest():
+    frame, table = study(mask_step=0.5)
+    row = rows(table, "3", pooled=False).query("metric == 'lpips_vgg'").iloc[0]
+    d = frame.query("experiment == 'rep' and metric == 'lpips_vgg' and percent >= 50")
+    at = d.pivot_table(index="image_id", columns=["mask", "percent"], values="value")
+    logs = {q: np.log(at[128][q] / at[64][q]) for q in range(50, 401, 50)}  # each image's own ratio
+    p = [stats.ttest_1samp(log, np.log(1.05), alternative="greater").pvalue for log in logs.values()]
+    assert row["p_value"] == pytest.approx(max(p), rel=1e-6)
+    weakest = 50 * (1 + int(np.argmax(p)))
+    assert row["statistic"] == f"ratio at {weakest} % (the weakest checkpoint)"
+    assert row["value"] == pytest.approx(np.exp(logs[weakest].mean()))  # geometric mean over images
+    assert row["note"] == "above 1.05 at 8 of 8 checkpoints" and row["compared"] == "mask 128 vs 64"
+
+
+def test_rank_agreement_is_spearman_of_relative_levels():
+    frame, table = study()
+    row = rows(table, "4a", pooled=False).query("mask == '128'").iloc[0]
+    d = frame.query("experiment == 'rep' and mask == 128 and percent >= 50")
+    levels = {}
+    for net in NETS:
+        curves = d[d["metric"] == net].pivot_table(index="image_id", columns="percent", values="value")
+        levels[net] = (curves / curves.mean()).mean(axis=1)
+    assert row["value"] == pytest.approx(stats.spearmanr(levels["lpips_alex"], levels["lpips_vgg"]).statistic)
+    assert row["threshold"] == "> 0.7" and row["compared"] == "lpips_alex vs lpips_vgg"
+
+
+def test_run_to_image_sd_is_a_random_effects_anova():
+    frame, table = study()
+    row = rows(table, "6a", "var", pooled=False).query("mask == '64' and metric == 'lpips_vgg'").iloc[0]
+    d = frame.query("experiment == 'var' and mask == 64 and metric == 'lpips_vgg' and percent >= 50")
+    d = d.assign(relative=d["value"] / d.groupby("percent")["value"].transform("mean"))
+    runs = d.groupby(["image_id", "seed"])["relative"].mean().unstack()  # images × runs
+    k, r = runs.shape
+    msb = r * runs.mean(axis=1).var(ddof=1)
+    msw = runs.var(axis=1, ddof=1).mean()
+    assert row["value"] == pytest.approx(np.sqrt(msw / ((msb - msw) / r)))
+    assert row["p_value"] == pytest.approx(stats.f.sf(msb / msw / (1 + r), k - 1, k * (r - 1)))
+
+
+def test_shares_of_images_count_those_growing_beyond_their_own_noise():
+    frame, table = study(growing=0.7)
+    row = rows(table, "8a", pooled=False).query("mask == '64' and metric == 'lpips_alex'").iloc[0]
+    d = frame.query("experiment == 'rep' and mask == 64 and metric == 'lpips_alex' and percent >= 50")
+    curves = d.pivot_table(index="image_id", columns="percent", values="value")
+    x = curves.columns.to_numpy(dtype=float)
+    fits = [stats.linregress(x, y) for y in curves.to_numpy()]
+    low = np.array([fit.slope - stats.t.ppf(0.975, len(x) - 2) * fit.stderr for fit in fits])  # each image's own bound
+    grows = int(np.sum(low * 350 / curves[50].mean() > 0.05))
+    assert 0 < grows < 40 and row["value"] == grows / 40
+    assert row["p_value"] == pytest.approx(stats.binomtest(grows, 40, 0.5, alternative="greater").pvalue)
+
+
+def test_p_values_are_holm_adjusted_over_the_table_and_decide():
+    table = study(growing=0.6)[1]
+    np.testing.assert_allclose(table["p_adjusted"], holm(table["p_value"].to_numpy(dtype=float)))
+    held = table[table["verdict"] == HOLDS]
+    assert (held["p_adjusted"] < 0.05).all() and len(held)
+    # rows significant before adjustment but not after do not hold
+    assert not (table[(table["p_value"] < 0.05) & (table["p_adjusted"] >= 0.05)]["verdict"] == HOLDS).any()
+
+
+def test_the_minimum_effect_is_a_rule():
+    plateau = rows(study(curve="plateau")[1], "1", pooled=True).iloc[0]  # grows by about a fifth after 50 %...
+    assert plateau["verdict"] == HOLDS and 0.1 < plateau["value"] < 0.4
+    assert rows(study(rules=Rules(min_effect=0.5), curve="plateau")[1], "1", pooled=True).iloc[0]["verdict"] == FAILS
+    with pytest.raises(ValueError, match="min_effect"):
+        Rules(min_effect=1.0)
+
+
+def test_incomplete_images_are_counted_left_out_and_tried_in_a_sensitivity_line():
+    frame, table = study(failed=3)
+    failed = frame[frame["status"] == "FAILED"]
+    hit = failed.groupby("experiment")["image_id"].nunique()
+    for experiment, count in hit.items():
+        part = table[table["context"].str.contains(f"experiment={experiment},")]
+        images = frame.loc[frame["experiment"] == experiment, "image_id"].nunique()
+        assert set(part["incomplete"]) == {count}
+        assert part.loc[part["n"] > 0, "n"].max() <= images - count
+    assert set(table["verdict_with_incomplete"]) <= {HOLDS, FAILS, UNKNOWN}
+    counts = completeness(frame)
+    assert counts["failed"].sum() == failed["run_id"].nunique()
+    assert (counts["complete"] + counts["failed"] + counts["missing"] == counts["images"]).all()
+    # an image without a run under one mask is missing there, and incomplete
+    frame = study()[0]
+    gone = frame[~((frame["experiment"] == "rep") & (frame["image_id"] == "image-000") & (frame["mask"] == 128))]
+    counts = completeness(gone)
+    assert counts.loc[counts["mask"] == 128, "missing"].tolist()[0] == 1
+    assert set(verdicts(gone).query("context.str.contains('experiment=rep,')")["incomplete"]) == {1}
+
+
+def test_with_every_image_complete_the_sensitivity_changes_nothing():
+    table = study()[1]
+    assert set(table["incomplete"]) == {0} and changed(table).empty
+
+
+def test_every_observation_has_a_row_per_condition_and_ssim_counts_as_one_minus_ssim():
     rng = np.random.default_rng(0)
-    rows = []
-    for mask in masks:
-        for seed in seeds:
-            for i in range(images):
-                run = f"{model}-{mask}-{seed}-{i}"
-                for metric in metrics:
-                    for percent in percents:
-                        rows.append(dict(experiment="e", parent_run_id=f"{model}-{mask}-{seed}", run_id=run,
-                                         image_id=f"img{i}", model=model, mask=mask, seed=seed, metric=metric,
-                                         percent=percent, iteration=percent, status="FINISHED", size=64,
-                                         images="folder", paste_back=False,
-                                         value=float(value(i, mask, seed, percent, metric, rng))))
-    return pd.DataFrame(rows)
-
-
-def row(table: pd.DataFrame, finding: str, **where) -> pd.Series:
-    rows = table[table["finding"] == finding]
-    for key, value in where.items():
-        rows = rows[rows[key] == value]
-    assert len(rows) == 1, rows
-    return rows.iloc[0]
-
-
-def matrix(frame: pd.DataFrame, metric="lpips_vgg", mask=16) -> pd.DataFrame:
-    rows = frame[(frame.metric == metric) & (frame["mask"] == mask)]
-    return rows.pivot_table(index="image_id", columns="percent", values="value", aggfunc="mean")
-
-
-# 1. The distance grows with the percent inpainted
-
-def test_growth_holds_for_rising_curves():
-    frame = make_frame(lambda i, m, s, p, k, rng: 0.001 * p * (1 + i / 10) + rng.normal(0, 0.005))
-    verdict = row(verdicts(frame), "1")
-    assert verdict.verdict == HOLDS and verdict.n == 6 and verdict.statistic == "Page's L"
-    expected = stats.page_trend_test(matrix(frame).to_numpy())
-    assert (verdict.value, verdict.p_value) == pytest.approx((expected.statistic, expected.pvalue))
-
-
-def test_growth_does_not_hold_for_flat_noise():
-    frame = make_frame(lambda i, m, s, p, k, rng: 0.3 + rng.normal(0, 0.05))
-    verdict = row(verdicts(frame), "1")
-    assert verdict.verdict == FAILS
-    assert verdict.p_value == pytest.approx(stats.page_trend_test(matrix(frame).to_numpy()).pvalue) and verdict.p_value >= 0.05
-
-
-def test_growth_needs_three_checkpoints_and_enough_images():
-    two = make_frame(lambda i, m, s, p, k, rng: 0.001 * p, percents=(0, 50))
-    assert row(verdicts(two), "1").verdict == UNKNOWN
-    one_image = make_frame(lambda i, m, s, p, k, rng: 0.001 * p, images=1, percents=(0, 50, 100))  # min p = 1/6
-    assert row(verdicts(one_image), "1").verdict == UNKNOWN
-
-
-# 2. Growth slows
-
-def slopes(frame):
-    m = matrix(frame)
-    early = (m[100] - m[0]) / 100
-    late = (m[200] - m[100]) / 100
-    return (early - late).to_numpy()
-
-
-def test_slowing_holds_for_concave_curves():
-    frame = make_frame(lambda i, m, s, p, k, rng: (0.4 + 0.05 * i) * (1 - np.exp(-p / 60)) + rng.normal(0, 0.003))
-    verdict = row(verdicts(frame), "2")
-    diff = slopes(frame)
-    assert verdict.verdict == HOLDS and verdict.n == 6
-    assert verdict.value == pytest.approx(np.median(diff))
-    assert verdict.p_value == pytest.approx(stats.wilcoxon(diff, alternative="greater").pvalue)
-
-
-def test_slowing_does_not_hold_for_accelerating_curves():
-    frame = make_frame(lambda i, m, s, p, k, rng: (1 + 0.1 * i) * (p / 200) ** 2 + rng.normal(0, 0.003))
-    verdict = row(verdicts(frame), "2")
-    assert verdict.verdict == FAILS and verdict.p_value > 0.5
-    assert "not identifiable" in verdict.note  # the fit cannot rescue it
-
-
-def test_slowing_needs_images_or_an_identifiable_fit():
-    # 4 images (smallest one-sided p 1/16) and 3 checkpoints (a fit with no degrees of freedom)
-    frame = make_frame(lambda i, m, s, p, k, rng: 0.001 * p + 0.01 * i, images=4, percents=(0, 100, 200))
-    verdict = row(verdicts(frame), "2")
-    assert verdict.verdict == UNKNOWN and np.isnan(verdict.p_value)
-
-
-# 3. Larger masks drift more at equal percent
-
-def mask_diff(frame, small=16, large=32):
-    at = frame[frame.percent == 200].groupby(["mask", "image_id"]).value.mean().unstack("mask")
-    return (at[large] - at[small]).to_numpy()
-
-
-def test_larger_masks_drift_more_holds():
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 400 * m / 16 + rng.normal(0, 0.01), masks=(16, 32))
-    verdict = row(verdicts(frame), "3")
-    assert verdict.verdict == HOLDS and verdict.compared == "mask 32 vs 16" and verdict.n == 6
-    assert verdict.p_value == pytest.approx(stats.wilcoxon(mask_diff(frame), alternative="greater").pvalue)
-
-
-def test_larger_masks_drift_more_does_not_hold_when_they_drift_less():
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 400 * 16 / m + rng.normal(0, 0.01), masks=(16, 32, 64))
+    frame = pd.concat([simulate(replace(REPLICATION, experiment=name, metrics=("ssim",), images=8), rng)
+                       for name in ("a", "b")]).assign(value=lambda f: 1 - f["value"])
     table = verdicts(frame)
-    assert row(table, "3", compared="mask 32 vs 16").verdict == FAILS
-    assert row(table, "3", compared="mask 64 vs 32").verdict == FAILS  # each adjacent pair
-
-
-def test_larger_masks_need_two_masks_and_five_images():
-    assert row(verdicts(make_frame(lambda *a: a[3] / 400)), "3").verdict == UNKNOWN
-    few = make_frame(lambda i, m, s, p, k, rng: p / 400 * m / 16, masks=(16, 32), images=4)
-    assert row(verdicts(few), "3").verdict == UNKNOWN
-
-
-# 4. The networks agree
-
-def finals(frame, metric):
-    return frame[(frame.metric == metric) & (frame.percent == 200)].groupby("image_id").value.mean()
-
-
-def test_networks_agree_when_their_rankings_match():
-    nets = ("lpips_alex", "lpips_vgg")
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 200 * (0.2 + 0.02 * i) * (0.8 if k == "lpips_alex" else 1)
-                       + rng.normal(0, 0.002), images=30, metrics=nets)
-    verdict = row(verdicts(frame), "4")
-    rho = stats.spearmanr(finals(frame, "lpips_alex"), finals(frame, "lpips_vgg")).statistic
-    assert verdict.verdict == HOLDS and verdict.compared == "lpips_alex vs lpips_vgg" and verdict.n == 30
-    assert verdict.value == pytest.approx(rho) and verdict.low > AGREEMENT_RHO
-
-
-def test_networks_do_not_agree_when_their_rankings_are_unrelated():
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 200 * rng.uniform(0.2, 0.8), images=40,
-                       metrics=("lpips_alex", "lpips_vgg", "stlpips_alex"))
-    table = verdicts(frame)
-    assert len(table[table.finding == "4"]) == 3  # every pair of networks
-    verdict = row(table, "4", compared="lpips_alex vs lpips_vgg")
-    rho = stats.spearmanr(finals(frame, "lpips_alex"), finals(frame, "lpips_vgg")).statistic
-    assert verdict.value == pytest.approx(rho) and verdict.high < AGREEMENT_RHO and verdict.verdict == FAILS
-
-
-def test_networks_need_two_networks_and_images():
-    one_net = make_frame(lambda *a: a[3] / 400, metrics=("lpips_vgg", "ssim"))  # SSIM is not a network
-    assert "needs two LPIPS-family networks" in row(verdicts(one_net), "4").note
-    few = make_frame(lambda i, m, s, p, k, rng: p / 200 * (i + 1), images=3, metrics=("lpips_alex", "lpips_vgg"))
-    assert row(verdicts(few), "4").verdict == UNKNOWN
-
-
-# 5. The spread across images is large
-
-def test_spread_is_large_for_images_that_drift_differently():
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 200 * (0.1 + 0.8 * i / 29), images=30)
-    verdict = row(verdicts(frame), "5")
-    values = finals(frame, "lpips_vgg")
-    assert verdict.value == pytest.approx(values.std(ddof=1) / values.mean())
-    assert verdict.low > LARGE_CV and verdict.low < verdict.value < verdict.high and verdict.verdict == HOLDS
-
-
-def test_spread_is_not_large_for_images_that_drift_alike():
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 200 * 0.5 + rng.normal(0, 0.01), images=30)
-    verdict = row(verdicts(frame), "5")
-    assert verdict.high < LARGE_CV and verdict.verdict == FAILS
-
-
-def test_spread_needs_three_images_and_a_decisive_interval():
-    assert row(verdicts(make_frame(lambda *a: a[3] / 200 * (a[0] + 1), images=2)), "5").verdict == UNKNOWN
-    # 4 images around CV 0.2: the interval straddles the threshold
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 200 * [0.4, 0.5, 0.6, 0.7][i], images=4)
-    verdict = row(verdicts(frame), "5")
-    assert verdict.low < LARGE_CV < verdict.high and verdict.verdict == UNKNOWN
-
-
-# 6. Variability
-
-def test_run_to_run_spread_is_smaller_than_image_to_image():
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 200 * (0.2 + 0.1 * i) + rng.normal(0, 0.005), images=5,
-                       seeds=(0, 1, 2))
-    verdict = row(verdicts(frame), "6a")
-    at = frame[frame.percent == 200]
-    groups = [rows.value.to_numpy() for _, rows in at.groupby("image_id")]
-    within = np.sqrt(np.mean([g.var(ddof=1) for g in groups]))
-    between = np.std([g.mean() for g in groups], ddof=1)
-    assert verdict.value == pytest.approx(within / between) and verdict.value < 1
-    assert verdict.p_value == pytest.approx(stats.f_oneway(*groups).pvalue) and verdict.verdict == HOLDS
-
-
-def test_run_to_run_spread_is_not_smaller_when_images_behave_alike():
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 200 * 0.4 + rng.normal(0, 0.05), images=5, seeds=(0, 1, 2))
-    verdict = row(verdicts(frame), "6a")
-    assert verdict.verdict == FAILS and verdict.p_value >= 0.05
-
-
-def test_variability_needs_repeated_runs():
-    frame = make_frame(lambda *a: a[3] / 200)
-    assert row(verdicts(frame), "6a").verdict == UNKNOWN and row(verdicts(frame), "6b").verdict == UNKNOWN
-
-
-def run_sd(frame):
-    rows = frame[frame.percent > 0]
-    return rows.groupby(["image_id", "percent"]).value.std().unstack("percent")
-
-
-def test_run_to_run_spread_shrinks_holds():
-    scale = {50: 0.08, 100: 0.04, 150: 0.02, 200: 0.01}
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 400 + (rng.normal(0, scale[p]) if p else 0), images=6,
-                       seeds=(0, 1, 2, 3))
-    verdict = row(verdicts(frame), "6b")
-    expected = stats.page_trend_test(run_sd(frame).to_numpy(), predicted_ranks=[4, 3, 2, 1])
-    assert verdict.p_value == pytest.approx(expected.pvalue) and verdict.verdict == HOLDS
-
-
-def test_run_to_run_spread_shrinks_does_not_hold_when_it_grows():
-    scale = {50: 0.01, 100: 0.02, 150: 0.04, 200: 0.08}
-    frame = make_frame(lambda i, m, s, p, k, rng: p / 400 + (rng.normal(0, scale[p]) if p else 0), images=6,
-                       seeds=(0, 1, 2, 3))
-    verdict = row(verdicts(frame), "6b")
-    assert verdict.verdict == FAILS and verdict.p_value > 0.5
-
-
-# The table as a whole
-
-def test_every_finding_has_a_row_per_condition_and_ssim_counts_as_one_minus_ssim():
-    frame = pd.concat([make_frame(lambda *a: a[3] / 400, metrics=("ssim",), model=model) for model in ("telea", "ns")])
-    table = verdicts(frame)
-    assert set(table.context) == {"model=ns", "model=telea"}
-    for context, rows in table.groupby("context"):
-        assert set(rows.finding) == set(CLAIMS)
-    assert set(table.metric) - {""} == {"1-ssim"}
+    assert set(table["context"]) == {"experiment=a", "experiment=b"}
+    for _, part in table.groupby("context"):
+        assert set(part["finding"]) == set(CLAIMS)
+    assert set(table["metric"]) - {"", POOLED} == {"1-ssim"}
+    assert (rows(table, "1", "a", pooled=False)["verdict"] == HOLDS).all()
+    assert set(rows(table, "4a", "a")["verdict"]) == {UNKNOWN}  # SSIM is not a network
     counts = tally(table)
-    assert list(counts.finding) == list(CLAIMS)
-    assert (counts[[HOLDS, FAILS, UNKNOWN]].sum(axis=1) == table.groupby("finding", sort=False).size().to_numpy()).all()
+    assert list(counts["finding"]) == list(CLAIMS)
+    assert counts[[HOLDS, FAILS, UNKNOWN]].to_numpy().sum() == len(table)
 
 
-def test_without_a_distance_every_finding_lacks_data():
-    table = verdicts(make_frame(lambda *a: 30.0, metrics=("psnr",)))
-    assert list(table.finding) == list(CLAIMS) and set(table.verdict) == {UNKNOWN}
+def test_without_a_distance_every_observation_lacks_data():
+    frame = simulate(replace(REPLICATION, metrics=("psnr",), images=5), np.random.default_rng(0))
+    table = verdicts(frame)
+    assert list(table["finding"]) == list(CLAIMS) and set(table["verdict"]) == {UNKNOWN}
+
+
+def test_fieller_interval_is_where_the_t_test_of_a_minus_r_b_does_not_reject():
+    rng = np.random.default_rng(1)
+    b = rng.normal(1, 0.2, 30)
+    a = 1.3 * b + rng.normal(0, 0.1, 30)
+    effect = effects.ratio_of_means(a, b, 1.0, "greater")
+    for bound in (effect.low, effect.high):
+        t = stats.ttest_1samp(a - bound * b, 0)
+        assert t.pvalue == pytest.approx(0.05, abs=1e-6)
+    assert effect.value == pytest.approx(a.mean() / b.mean()) and effect.n == 30
+    assert effects.ratio_of_means(a, b, 1.0, "greater").p_value == pytest.approx(
+        stats.ttest_1samp(a - b, 0, alternative="greater").pvalue)
+    unclear = effects.ratio_of_means(a, rng.normal(0, 1, 30), 1.0, "greater")  # mean(b) near 0: unbounded
+    assert (unclear.low, unclear.high) == (-np.inf, np.inf)

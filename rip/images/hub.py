@@ -18,13 +18,14 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from rip import artefacts
 from rip.images.letterbox import to_rgb
-from rip.images.source import SourceImage, draw_indices
+from rip.images.source import Collection, SourceImage, draw_indices
 
 logger = logging.getLogger(__name__)
 
-WIKIART_REPO = "huggan/wikiart"
-WIKIART_REVISION = "d559852d2b232e0fcf195e775866964f0564f2b5"  # pinned: indices must not move
+WIKIART_REPO = artefacts.WIKIART.id
+WIKIART_REVISION = artefacts.WIKIART.revision  # pinned: indices must not move
 WIKIART = f"hf:{WIKIART_REPO}@{WIKIART_REVISION}:train"
 _HEAD = re.compile(r"hf:(?P<repo>[^@:]+?)(?:@(?P<revision>[^:]+))?(?::(?P<split>[A-Za-z_][\w.-]*))?")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -48,11 +49,19 @@ class HubDataset:
         return _UNSAFE.sub("_", Path(self.repo.rstrip("/")).name.lower())
 
     @property
+    def collection(self) -> Collection:
+        return Collection("parquet" if self.local else "hub", self.repo, self.revision, self.split)
+
+    @property
     def cache(self) -> Path:
         """Where its images are kept: `$RIP_CACHE/hf/OWNER--NAME/REVISION/SPLIT`."""
-        root = Path(os.environ.get("RIP_CACHE") or Path.home() / ".cache" / "rip").expanduser()
         repo = "local--" + self.name if self.local else self.repo.replace("/", "--")
-        return root / "hf" / repo / self.revision / self.split
+        return cache_root() / repo / self.revision / self.split
+
+
+def cache_root() -> Path:
+    """Where dataset rows are kept: `$RIP_CACHE/hf` (default `~/.cache/rip/hf`)."""
+    return Path(os.environ.get("RIP_CACHE") or Path.home() / ".cache" / "rip").expanduser() / "hf"
 
 
 def parse_dataset(head: str, spec: str) -> HubDataset:
@@ -71,19 +80,23 @@ def parse_dataset(head: str, spec: str) -> HubDataset:
     return HubDataset(repo, revision or _latest_revision(repo, spec), split)
 
 
-def dataset_images(dataset: HubDataset, count: int, seed: int, spec: str) -> list:
-    """`count` rows of `dataset` drawn with `seed`, downloaded into its cache when missing."""
+def dataset_images(dataset: HubDataset, count: int, seed: int, spec: str, progress: bool = False) -> list:
+    """`count` rows of `dataset` drawn with `seed`, downloaded into its cache when missing (with a
+    progress bar if `progress`)."""
     folder = dataset.cache
     try:
         manifest = _manifest(dataset, folder)
         indices = draw_indices(sum(manifest["rows"]), count, seed, spec)
         missing = [index for index in indices if not (folder / f"{index:05d}.png").is_file()]
         if missing:
-            _download(dataset, manifest, missing, folder)
-    except OSError as error:
+            _download(dataset, manifest, missing, folder, progress)
+    except ValueError:
+        raise
+    except Exception as error:  # OSError, and the hub client's own network errors, which are not OSErrors
         raise RuntimeError(
             f"{spec} needs images that are not in the cache {folder}, and reading them from "
-            f"{_where(dataset)} failed ({error}). Run once with network access to huggingface.co "
+            f"{_where(dataset)} failed ({error}). Run `rip prefetch` with the same options where huggingface.co "
+            "can be reached "
             f"(or `hf download --repo-type dataset {dataset.repo} --revision {dataset.revision}` elsewhere "
             "and pass the folder as hf:FOLDER)."
         ) from error
@@ -92,6 +105,7 @@ def dataset_images(dataset: HubDataset, count: int, seed: int, spec: str) -> lis
             f"{dataset.name}-{index:05d}",
             str(folder / f"{index:05d}.png"),
             labels=tuple(sorted(json.loads((folder / f"{index:05d}.json").read_text()).items())),
+            collection=dataset.collection,
         )
         for index in indices
     ]
@@ -124,8 +138,15 @@ def _manifest(dataset: HubDataset, folder: Path) -> dict:
     return manifest
 
 
-def _download(dataset: HubDataset, manifest: dict, indices: list[int], folder: Path) -> None:
+def _download(dataset: HubDataset, manifest: dict, indices: list[int], folder: Path, progress: bool) -> None:
     """Save rows `indices` (sorted) as PNG + labels JSON, reading only the row groups holding them."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(indices), unit="image", desc=f"{dataset.name} rows", disable=not progress) as bar:
+        _read_rows(dataset, manifest, indices, folder, bar)
+
+
+def _read_rows(dataset: HubDataset, manifest: dict, indices: list[int], folder: Path, bar) -> None:
     import pyarrow.parquet as pq
 
     fs, root = _filesystem(dataset)
@@ -144,6 +165,7 @@ def _download(dataset: HubDataset, manifest: dict, indices: list[int], folder: P
                 if here:
                     logger.info("%s: reading %d image(s) from %s", dataset.repo, len(here), name)
                     _save_rows(parquet, group, start, here, folder, manifest["features"])
+                    bar.update(len(here))
                     wanted = wanted[len(here):]
                 start = end
     if wanted:

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from rip.images.hub import WIKIART, dataset_images, parse_dataset
-from rip.images.source import SourceImage, draw_indices
+from rip.images.source import SAMPLE_COLLECTION, Collection, SourceImage, draw_indices
 
 SAMPLE_IMAGES = (
     "astronaut",
@@ -30,7 +30,7 @@ _COUNT = re.compile(r"[+-]?\d+")
 _SUBDRAW = re.compile(r"\d+(@\d+)?")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
-def resolve_image_set(spec: str, seed: int) -> list[SourceImage]:
+def resolve_image_set(spec: str, seed: int, progress: bool = False) -> list[SourceImage]:
     """The images named by `spec`; `seed` draws the subsets.
 
     Specs: `sample` (photographs shipped with scikit-image and matplotlib), `sample:N`,
@@ -43,11 +43,12 @@ def resolve_image_set(spec: str, seed: int) -> list[SourceImage]:
 
     A count may fix its own draw seed, `wikiart:100@0`, so that runs of different seeds share
     the same images; `SET/M` (or `SET/M@T`) draws M images of SET with the seed of SET's draw
-    (or T): `wikiart:100@0/10` is ten of the hundred images of `wikiart:100@0`.
+    (or T): `wikiart:100@0/10` is ten of the hundred images of `wikiart:100@0`. `progress` shows
+    a bar while dataset rows are downloaded.
     """
     base, slash, sub = spec.rpartition("/")
     if slash and base and _SUBDRAW.fullmatch(sub) and not Path(spec).expanduser().is_dir():
-        images = resolve_image_set(base, seed)
+        images = resolve_image_set(base, seed, progress)
         count, _, fixed = sub.partition("@")
         base_seed = base.rpartition(":")[2].partition("@")[2]
         draw_seed = int(fixed or base_seed or seed)
@@ -66,7 +67,7 @@ def resolve_image_set(spec: str, seed: int) -> list[SourceImage]:
         raise ValueError(f"image set {spec!r} needs a count, e.g. wikiart:100 or hf:OWNER/NAME:train:100")
     if head in ("wikiart", "hf") or head.startswith("hf:"):
         dataset = parse_dataset(WIKIART if head == "wikiart" else head, spec)
-        return dataset_images(dataset, _parse_count(spec, tail), seed, spec)
+        return dataset_images(dataset, _parse_count(spec, tail), seed, spec, progress)
     if spec and Path(spec).expanduser().is_dir():
         return _folder_images(Path(spec).expanduser())
     if head and Path(head).expanduser().is_dir():
@@ -89,7 +90,8 @@ def _draw(images: list[SourceImage], count: int, seed: int, spec: str) -> list[S
 
 def _sample_images() -> list[SourceImage]:
     return [
-        SourceImage(name, "matplotlib:grace_hopper.jpg" if name == "grace_hopper" else f"skimage:{name}")
+        SourceImage(name, "matplotlib:grace_hopper.jpg" if name == "grace_hopper" else f"skimage:{name}",
+                    collection=SAMPLE_COLLECTION)
         for name in SAMPLE_IMAGES
     ]
 
@@ -107,6 +109,7 @@ def _folder_images(folder: Path) -> list[SourceImage]:
         extensions = " ".join(IMAGE_EXTENSIONS)
         raise ValueError(f"no image files in folder {str(folder)!r} (looked for {extensions})")
     folder = Path(os.path.abspath(folder))
+    collection = Collection("folder", str(folder))
     images, taken = [], set()
     for path in sorted(relative, key=lambda path: path.parts):
         base = _UNSAFE.sub("_", "-".join(path.parts))
@@ -115,5 +118,5 @@ def _folder_images(folder: Path) -> list[SourceImage]:
             copy += 1
             image_id = f"{base}-{copy}"
         taken.add(image_id)
-        images.append(SourceImage(image_id, str(folder / path)))
+        images.append(SourceImage(image_id, str(folder / path), collection=collection))
     return images

@@ -7,12 +7,26 @@ from PIL import Image
 
 
 @dataclass(frozen=True)
+class Collection:
+    """Where a set's images come from, for the record of a run's inputs."""
+
+    kind: str  # "hub" (a Hugging Face dataset), "parquet" (a local copy of one), "folder" or "sample"
+    location: str  # OWNER/NAME, a folder, or the packages that ship the photographs
+    revision: str = ""  # a hub dataset's commit; a local copy's digest
+    split: str = ""
+
+
+SAMPLE_COLLECTION = Collection("sample", "scikit-image, matplotlib")
+
+
+@dataclass(frozen=True)
 class SourceImage:
     """One image of a set: `id` is unique in the set and safe in run names and artifact paths."""
 
     id: str
     origin: str  # a file path, "skimage:NAME" or "matplotlib:grace_hopper.jpg"
     labels: tuple[tuple[str, str], ...] = ()  # (name, value) pairs, e.g. WikiArt's style and genre
+    collection: Collection | None = None  # where it was drawn from
 
     def load(self) -> Image.Image:
         """The raw image, fully decoded; ValueError naming the file when it cannot be read."""

@@ -4,11 +4,11 @@ from rip.inpainters.schedules import SCHEDULERS, check_denoising_steps
 from rip.tracking.tags import TINY_TAG
 
 __all__ = ["BUILTIN_INPAINTERS", "LOADED_FROM", "SCHEDULERS", "call_options", "check_denoising_steps", "inpainter_key",
-           "load_inpainter", "resolve_device"]
+           "load_inpainter", "peak_memory", "reset_peak_memory", "resolve_device"]
 
 BUILTIN_INPAINTERS = ("tiny", "telea", "ns", "biharmonic")
 LOADED_FROM = (
-    "model", "steps", "guidance", "strength", "prompt", "paste_back", "scheduler", "device", "dtype",
+    "model", "model_revision", "steps", "guidance", "strength", "prompt", "paste_back", "scheduler", "device", "dtype",
     "skip_guidance", "safety_checker", "compile", "channels_last", "fuse_qkv",
 )
 """The configuration fields `load_inpainter` builds an inpainter from (and `batch_size` when compiled)."""
@@ -30,6 +30,23 @@ def resolve_device(device: str) -> str:
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def reset_peak_memory(device: str) -> None:
+    """Start measuring the most memory torch allocates on `device` (CUDA; nothing elsewhere)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: str) -> int | None:
+    """Bytes: the most torch allocated on `device` since `reset_peak_memory`, weights included; None off CUDA."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated(device)
 
 
 def call_options(config) -> dict:
@@ -62,6 +79,7 @@ def load_inpainter(config, device: str):
     if config.model == "tiny":
         import torch
 
+        from rip.inpainters.hub import ModelFiles
         from rip.inpainters.tiny import build_tiny_pipeline
 
         pipeline = build_tiny_pipeline()
@@ -71,10 +89,11 @@ def load_inpainter(config, device: str):
         dtype = resolve_dtype(config.dtype, device)
         # built in fp32: casting only when another dtype is asked avoids diffusers' cast warning
         pipeline = pipeline.to(device) if dtype == torch.float32 else pipeline.to(device, dtype)
-        inpainter = DiffusionInpainter(pipeline, name="tiny", revision="tiny-seed0", tags=tags, **options)
+        files = ModelFiles("tiny", "tiny-seed0")
+        inpainter = DiffusionInpainter(pipeline, name="tiny", files=files, tags=tags, **options)
     else:
         inpainter = DiffusionInpainter.from_pretrained(
-            config.model, device=device, dtype=config.dtype, scheduler=config.scheduler,
+            config.model, device=device, dtype=config.dtype, revision=config.revision, scheduler=config.scheduler,
             safety_checker=config.safety_checker, **options,
         )
     speed_up(inpainter.pipeline, compile=config.compile, channels_last=config.channels_last, fuse_qkv=config.fuse_qkv)

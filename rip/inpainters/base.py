@@ -65,6 +65,10 @@ class Inpainter(ABC):
         """Tags worth setting on the run."""
         return {}
 
+    def model_files(self) -> dict | None:
+        """What the model's weights are (files, SHA-256, commit), JSON-ready; None for a backend without weights."""
+        return None
+
 
 def to_batch(arrays: Sequence[np.ndarray], device: torch.device | str) -> torch.Tensor:
     """uint8 (H, W, 3) arrays -> a uint8 (N, 3, H, W) tensor on `device`."""

@@ -11,14 +11,16 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 from diffusers import (AutoPipelineForInpainting, DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler,
-                       EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, LMSDiscreteScheduler, PNDMScheduler,
+                       EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, FluxFillPipeline,
+                       KandinskyV22InpaintCombinedPipeline, LMSDiscreteScheduler, PNDMScheduler,
                        StableDiffusionInpaintPipeline)
 from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from rip.inpainters.base import Inpainted, Inpainter, InpaintingFailure, ModelUnavailableError, to_arrays, to_batch
+from rip.inpainters.hub import ModelFiles, first_line, hub_error, loaded_files, model_index
 from rip.inpainters.schedules import check_denoising_steps
-from rip.tracking.tags import SAFETY_CHECKER_TAG
+from rip.tracking.tags import MODEL_SHA256_TAG, PUBLISHED_SHA256_TAG, SAFETY_CHECKER_TAG
 
 HUB_CONNECT_TIMEOUT_S = 5
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -30,6 +32,14 @@ SCHEDULER_CLASSES = {
     "dpm-solver": DPMSolverMultistepScheduler,
     "lms": LMSDiscreteScheduler,
 }
+LOADED_AS_SAVED = {"FluxFillPipeline": FluxFillPipeline}
+"""Inpainting pipelines that `AutoPipelineForInpainting` does not know (it raises "can't find a pipeline linked to
+FluxFillPipeline"), loaded as their model_index.json names them."""
+ONE_IMAGE_PER_CALL = (KandinskyV22InpaintCombinedPipeline,)
+"""Pipelines whose output for one image depends on the others of its call: Kandinsky 2.2's decoder pastes the
+first image's unmasked latents into every image of the batch (`mask_image[:1] * image[:1]`)."""
+SIGNED_PIXELS = (KandinskyV22InpaintCombinedPipeline,)
+"""Pipelines that take and return image tensors in [-1, 1] rather than [0, 1]."""
 
 
 class _NoFp32ModulesNotice(logging.Filter):
@@ -51,7 +61,10 @@ class DiffusionInpainter(Inpainter):
     guidance see the same embedding, so guidance is skipped (guidance_scale 1.0): same result,
     half the UNet work; `skip_unconditional_guidance=False` runs the pipeline's exact default call
     instead. Other pipelines keep their guidance: SDXL zeroes the unconditional embedding of an
-    empty prompt, so skipping it would change the result.
+    empty prompt, Kandinsky 2.2 guides with the prior's embedding of a blank image, and FLUX.1
+    Fill's guidance is distilled (an input of the transformer, with no unconditional pass), so
+    skipping it would change the result. A `strength` below 1 is refused for a pipeline that has
+    no such argument (Kandinsky 2.2 always starts from pure noise).
     An output with NaN or infinite values, or one the pipeline's safety checker flags, becomes
     an `InpaintingFailure`, never pixels.
 
@@ -76,7 +89,7 @@ class DiffusionInpainter(Inpainter):
         paste_back: bool = False,
         skip_unconditional_guidance: bool = True,
         static_batch: int | None = None,
-        revision: str = "",
+        files: ModelFiles | None = None,
         tags: dict[str, str] | None = None,
     ):
         self.pipeline = pipeline
@@ -84,6 +97,10 @@ class DiffusionInpainter(Inpainter):
         defaults = _call_defaults(pipeline)
         self.num_inference_steps = num_inference_steps or defaults["num_inference_steps"]
         self.guidance_scale = defaults["guidance_scale"] if guidance_scale is None else guidance_scale
+        self.takes_strength = "strength" in inspect.signature(pipeline.__call__).parameters
+        if strength is not None and strength < 1 and not self.takes_strength:
+            raise ValueError(f"strength {strength}: {type(pipeline).__name__} ({name}) has no strength, it always "
+                             "denoises from pure noise; leave strength empty or set it to 1")
         self.strength = defaults["strength"] if strength is None else strength
         check_schedule(pipeline.scheduler, self.num_inference_steps, self.strength)
         self.prompt = prompt
@@ -92,8 +109,8 @@ class DiffusionInpainter(Inpainter):
             skip_unconditional_guidance and not prompt and self.guidance_scale > 1
             and not guidance_acts_on_empty_prompt(pipeline)
         )
-        self.static_batch = static_batch
-        self.revision = revision
+        self.static_batch = 1 if isinstance(pipeline, ONE_IMAGE_PER_CALL) else static_batch
+        self.files = files or ModelFiles(name, "in-memory")
         self._tags = tags or {}
         self._embeddings: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self.pipeline.set_progress_bar_config(disable=True)
@@ -105,32 +122,24 @@ class DiffusionInpainter(Inpainter):
         *,
         device: str,
         dtype: str = "auto",
+        revision: str = "",
         scheduler: str | None = None,
         safety_checker: bool = False,
         **options,
     ) -> "DiffusionInpainter":
-        """Load a hub id or local folder in `dtype` (auto: fp16 on CUDA, fp32 elsewhere).
+        """Load a hub id (at `revision`: a commit, branch or tag; '' = the default branch) or a local
+        folder in `dtype` (auto: fp16 on CUDA, fp32 elsewhere); in fp16, the repository's `fp16`
+        variant files where it has them.
 
-        The safety checker a model ships is left out unless `safety_checker` is set.
+        The safety checker a model ships is left out unless `safety_checker` is set. What was
+        loaded (commit, variant, the SHA-256 of each weight file) is in `files`.
         """
-        local_only = _hub_unreachable(model)
-        with warnings.catch_warnings():  # diffusers still passes huggingface_hub a deprecated argument
-            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
-            index = _model_index(model, local_only)
-            ships_checker = bool(index.get("safety_checker") and index["safety_checker"][0])
-            if safety_checker and not ships_checker:
-                raise ModelUnavailableError(f"model {model!r} ships no safety checker; run it with safety_checker=false")
-            components = {} if ships_checker and safety_checker else _without_checker(index)
-            try:
-                pipeline = AutoPipelineForInpainting.from_pretrained(
-                    model, dtype=resolve_dtype(dtype, device), local_files_only=bool(local_only), **components
-                )
-            except (OSError, ValueError, EnvironmentError) as error:
-                raise ModelUnavailableError(f"cannot load inpainting model {model!r}: {error}") from error
+        pipeline, files, ships_checker = load_pipeline(model, resolve_dtype(dtype, device), revision=revision,
+                                                       safety_checker=safety_checker)
         if scheduler is not None:
             replace_scheduler(pipeline, scheduler)
         tags = {SAFETY_CHECKER_TAG: "shipped" if ships_checker else "none"}
-        return cls(pipeline.to(device), name=model, revision=_revision(model), tags=tags, **options)
+        return cls(pipeline.to(device), name=model, files=files, tags=tags, **options)
 
     @property
     def device(self) -> torch.device:
@@ -161,6 +170,7 @@ class DiffusionInpainter(Inpainter):
         # 1. Inputs as the pipeline's preprocessing makes them from PIL images: floats in [0, 1]
         height, width = images.shape[2:]
         pixels = images.float().div(255)
+        signed = isinstance(self.pipeline, SIGNED_PIXELS)
         mask = masks[:, None].float()
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         guidance = 1.0 if self.guidance_skipped else self.guidance_scale
@@ -168,26 +178,29 @@ class DiffusionInpainter(Inpainter):
         if self._draws_latents():
             arguments.update(self._latents(pixels, mask, generators, arguments["prompt_embeds"].dtype))
 
+        if self.takes_strength:
+            arguments["strength"] = self.strength
+
         # 2. Inpaint
         output = self.pipeline(
-            image=pixels,
+            image=pixels * 2 - 1 if signed else pixels,
             mask_image=mask,
             height=height,
             width=width,
             num_inference_steps=self.num_inference_steps,
             guidance_scale=guidance,
-            strength=self.strength,
             generator=generators,
             output_type="pt",
             **arguments,
         )
+        outputs = (output.images + 1) / 2 if signed else output.images
 
         # 3. Quantise as the study did, on the device; failed images never become pixels
-        result = torch.round(output.images.float() * 255).clamp(0, 255).to(torch.uint8)
+        result = torch.round(outputs.float() * 255).clamp(0, 255).to(torch.uint8)
         if self.paste_back:
             result = torch.where(masks[:, None], result, images)
         flagged = getattr(output, "nsfw_content_detected", None) or [False] * len(seeds)
-        non_finite = (~torch.isfinite(output.images)).flatten(1).sum(1).tolist()
+        non_finite = (~torch.isfinite(outputs)).flatten(1).sum(1).tolist()
         return Inpainted(result, [_failure(unsafe, count) for unsafe, count in zip(flagged, non_finite)])
 
     def _prompt_arguments(self, count: int, guidance: float) -> dict:
@@ -244,11 +257,18 @@ class DiffusionInpainter(Inpainter):
             "resolved_strength": str(self.strength),
             "guidance_skipped": str(self.guidance_skipped).lower(),
             "safety_checker_loaded": str(getattr(self.pipeline, "safety_checker", None) is not None).lower(),
-            "model_revision": self.revision,
+            "resolved_revision": self.files.revision,
+            "resolved_variant": self.files.variant or "none",
+            **_family_params(self.pipeline),
         }
 
     def tags(self) -> dict[str, str]:
-        return self._tags
+        if not self.files.files:
+            return self._tags
+        return {**self._tags, MODEL_SHA256_TAG: self.files.digest, PUBLISHED_SHA256_TAG: self.files.published()}
+
+    def model_files(self) -> dict | None:
+        return self.files.as_json() if self.files.files else None
 
 
 def speed_up(pipeline: DiffusionPipeline, *, compile: bool = False, channels_last: bool = False,
@@ -257,8 +277,12 @@ def speed_up(pipeline: DiffusionPipeline, *, compile: bool = False, channels_las
 
     `fuse_qkv`: one projection for query, key and value (UNet and VAE attention);
     `channels_last`: NHWC memory layout of the UNet and VAE; `compile`: `torch.compile` of the
-    UNet and the VAE decoder for static shapes (give the inpainter a `static_batch`).
+    UNet and the VAE decoder for static shapes (give the inpainter a `static_batch`); both refused
+    for pipelines without a UNet and a VAE (FLUX.1's transformer, Kandinsky's MoVQ).
     """
+    for name, asked in (("compile", compile), ("channels_last", channels_last)):
+        if asked and not all(isinstance(getattr(pipeline, part, None), torch.nn.Module) for part in ("unet", "vae")):
+            raise ValueError(f"{name}: {type(pipeline).__name__} has no UNet and VAE to speed up; leave {name} off")
     if fuse_qkv:
         if not hasattr(pipeline, "fuse_qkv_projections"):
             raise ValueError(f"fuse_qkv: {type(pipeline).__name__} cannot fuse QKV projections")
@@ -319,22 +343,45 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def _model_index(model: str, local_only: str) -> dict:
-    """The model's model_index.json; ModelUnavailableError when it cannot be had.
+def load_pipeline(model: str, dtype: torch.dtype, *, revision: str = "",
+                  safety_checker: bool = False) -> tuple[DiffusionPipeline, ModelFiles, bool]:
+    """Load a hub id (at `revision`; '' = the default branch) or a folder in `dtype`, on the CPU, as
+    `DiffusionInpainter.from_pretrained` does, downloading what the cache lacks when the hub is
+    reachable: the pipeline, what it was loaded from, and whether the model ships a safety checker."""
+    local_only = _hub_unreachable(model)
+    with warnings.catch_warnings():  # diffusers still passes huggingface_hub a deprecated argument
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
+        index, folder = model_index(model, revision, local_only)
+        ships_checker = bool(index.get("safety_checker") and index["safety_checker"][0])
+        if safety_checker and not ships_checker:
+            raise ModelUnavailableError(f"model {model!r} ships no safety checker; run it with safety_checker=false")
+        components = {} if ships_checker and safety_checker else _without_checker(index)
+        variant = "fp16" if dtype == torch.float16 else ""
+        loader = LOADED_AS_SAVED.get(index.get("_class_name"), AutoPipelineForInpainting)
+        pipeline = _load_pipeline(loader, model, revision, dtype, variant, local_only, components)
+    files = loaded_files(model, folder, index, variant, left_out={name for name in components if name in index})
+    return pipeline, files, ships_checker
 
-    `local_only` (why the hub is out of reach, or empty) limits the search to the cache.
-    """
-    from huggingface_hub.errors import HFValidationError
 
+def _load_pipeline(loader, model: str, revision: str, dtype: torch.dtype, variant: str, local_only: str,
+                   components: dict) -> DiffusionPipeline:
+    """`loader.from_pretrained` (AutoPipelineForInpainting, or a pipeline class), with the `variant` files
+    where the model has them; `local_only` (why the hub is out of reach, or empty) limits it to the cache."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    arguments = dict(revision=revision or None, dtype=dtype, local_files_only=bool(local_only), **components)
     try:
-        return DiffusionPipeline.load_config(model, local_files_only=bool(local_only))
-    except (OSError, ValueError, HFValidationError) as error:
-        reason = f"it is not in the Hugging Face cache and {local_only}" if local_only else _first_line(error)
-        raise ModelUnavailableError(
-            f"cannot load inpainting model {model!r}: {reason}.\n"
-            "A hub model is downloaded from huggingface.co on first use; offline, download it "
-            f"elsewhere (`hf download {model}`) into the Hugging Face cache, or pass a local folder."
-        ) from error
+        try:
+            return loader.from_pretrained(model, variant=variant or None, **arguments)
+        except ValueError as error:
+            if not variant or "no such modeling files are available" not in str(error):
+                raise
+            return loader.from_pretrained(model, **arguments)  # the model has no such variant
+    except (OSError, ValueError, HfHubHTTPError) as error:
+        cause = hub_error(model, revision, local_only, error)
+        if cause is not error:
+            raise cause from error
+        raise ModelUnavailableError(f"cannot load inpainting model {model!r}: {first_line(error)}") from error
 
 
 def _hub_unreachable(model: str) -> str:
@@ -365,8 +412,15 @@ def _without_checker(index: dict) -> dict:
     return {"safety_checker": None, "requires_safety_checker": False}
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def _family_params(pipeline: DiffusionPipeline) -> dict[str, str]:
+    """What only some families have: a prior's call defaults (Kandinsky 2.2), distilled guidance (FLUX.1)."""
+    parameters = inspect.signature(pipeline.__call__).parameters
+    params = {f"resolved_{name}": str(parameters[name].default)
+              for name in ("prior_num_inference_steps", "prior_guidance_scale") if name in parameters}
+    transformer = getattr(pipeline, "transformer", None)
+    if transformer is not None and getattr(transformer.config, "guidance_embeds", False):
+        params["guidance_kind"] = "distilled: guidance_scale is an input of the transformer, no unconditional pass"
+    return params
 
 
 def _call_defaults(pipeline: DiffusionPipeline) -> dict[str, float]:
@@ -377,13 +431,3 @@ def _call_defaults(pipeline: DiffusionPipeline) -> dict[str, float]:
         name: parameters[name].default if name in parameters else value
         for name, value in fallback.items()
     }
-
-
-def _revision(model: str) -> str:
-    """The commit of a cached hub model, or 'local' for a folder."""
-    if Path(model).is_dir():
-        return "local"
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(model, "model_index.json")
-    return Path(cached).parent.name if isinstance(cached, str) else "unknown"

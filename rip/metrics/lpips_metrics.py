@@ -47,24 +47,21 @@ def load_lpips(net, device="cpu"):
     return PerceptualDistance(f"lpips-{net}", network, device)
 
 
-def ensure_backbones(nets):
+def ensure_backbones(nets, progress=False):
     """Put the backbone checkpoint of every net in `nets` into the torch hub cache, downloading what is
-    missing; raise one MetricUnavailableError naming every checkpoint that is still missing.
+    missing (with a progress bar if `progress`); return the nets downloaded. Raise one
+    MetricUnavailableError naming every checkpoint that is still missing.
 
     After a failed download the other missing checkpoints are not tried: they would fail alike.
     """
-    import torch
-
-    directory = os.path.join(torch.hub.get_dir(), "checkpoints")
-    missing, failure = [], None
-    for net in nets:
-        url = backbone_url(net)
-        path = os.path.join(directory, os.path.basename(urlparse(url).path))
-        if os.path.isfile(path):
-            continue
+    missing, downloaded, failure = [], [], None
+    for net in missing_backbones(nets):
+        url, path = backbone_url(net), backbone_path(net)
         if failure is None:
-            failure = _download(url, path)
-        if failure is not None:
+            failure = _download(url, path, progress)
+        if failure is None:
+            downloaded.append(net)
+        else:
             missing.append((net, url, path))
     if missing:
         names = ", ".join(f"lpips-{net}" for net, _, _ in missing)
@@ -72,10 +69,24 @@ def ensure_backbones(nets):
         raise MetricUnavailableError(
             f"{names} need{'s' if len(missing) == 1 else ''} torchvision's ImageNet "
             f"backbone{'' if len(missing) == 1 else 's'}, not in "
-            f"{directory} and could not be downloaded ({failure}). On a machine with internet, fetch each URL "
-            f"and copy the file to its path (the directory is $TORCH_HOME/hub/checkpoints):{files}\n"
+            f"{os.path.dirname(missing[0][2])} and could not be downloaded ({failure}). On a machine with internet, `rip prefetch` "
+            f"with the same options as this run fetches {'it' if len(missing) == 1 else 'them'} ahead; or fetch "
+            f"each URL there and copy the file to its path (the directory is $TORCH_HOME/hub/checkpoints):{files}\n"
             "stlpips-*, ssim and psnr work offline."
         )
+    return downloaded
+
+
+def missing_backbones(nets):
+    """The nets of `nets` whose backbone checkpoint is not in the torch hub cache."""
+    return [net for net in nets if not os.path.isfile(backbone_path(net))]
+
+
+def backbone_path(net):
+    """Where torchvision looks for the ImageNet checkpoint of lpips network `net`."""
+    import torch
+
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(backbone_url(net)).path))
 
 
 def backbone_url(net):
@@ -85,7 +96,7 @@ def backbone_url(net):
     return getattr(torchvision.models, BACKBONE_WEIGHTS[net]).IMAGENET1K_V1.url
 
 
-def _download(url, path):
+def _download(url, path, progress=False):
     """Download `url` to `path`; the error, or None on success."""
     import torch
 
@@ -94,7 +105,7 @@ def _download(url, path):
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         hash_prefix = torch.hub.HASH_REGEX.search(os.path.basename(path)).group(1)
-        torch.hub.download_url_to_file(url, path, hash_prefix, progress=False)
+        torch.hub.download_url_to_file(url, path, hash_prefix, progress=progress)
     except OSError as error:
         return error
     finally:

@@ -92,7 +92,7 @@ def _shared_sweep(name, configs, storage, chunk_size, status, tracking_uri, **qu
     from rip.images import resolve_image_set
     from rip.sweeps.local import run_order
     from rip.sweeps.units import SweepPlan, status_lines
-    from rip.sweeps.worker import work_on_sweep
+    from rip.sweeps.worker import where_runs_are, work_on_sweep
     from rip.sweeps.workqueue import connect, shown
 
     ordered = run_order(configs)
@@ -107,11 +107,14 @@ def _shared_sweep(name, configs, storage, chunk_size, status, tracking_uri, **qu
             raise ValueError(f"no sweep {plan.study_name} in {shown(storage)}: no worker of this preset "
                              f"(with chunk size {chunk_size}) has started") from None
         click.echo("\n".join(status_lines(study, plan, describe)))
+        addresses = where_runs_are(study, plan, tracking_uri)  # after the status, should the server be away
+        if addresses:
+            click.echo("\n".join(addresses))
         return
     tags = {SWEEP_TAG: name}
     try:
         with sigterm_interrupts():
-            study = work_on_sweep(plan, storage, tracking_uri, tags=tags, echo=click.echo, **queue)
+            study = work_on_sweep(plan, storage, tracking_uri, tags=tags, echo=tqdm.write, **queue)  # above the bar
     except KeyboardInterrupt as error:
         click.echo(f"stopped by {error or 'KeyboardInterrupt'}: the unit in progress is queued again; "
                    "the same command continues the sweep", err=True)

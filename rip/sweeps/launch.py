@@ -1,7 +1,8 @@
 """`rip submit`: start the workers of a shared sweep or search as one Slurm job array, with submitit.
 
-Each array task is one worker on one GPU, running the given `rip` command (the same on every
-task). A worker is checkpointable: when Slurm preempts it or its time runs out, submitit
+First, on the submitting machine, what the workers will download is fetched into the caches and
+checked offline (`rip prefetch`), as compute nodes often have no internet. Each array task is one
+worker on one GPU, running the given `rip` command (the same on every task). A worker is checkpointable: when Slurm preempts it or its time runs out, submitit
 requeues the task, and the requeued worker rejoins the queue; the unit it was computing is
 continued by whichever worker claims its retry. `--cluster local` runs the tasks as local
 processes (submitit's local executor), for a workstation and for the tests.
@@ -44,6 +45,31 @@ def check_command(args: list[str]) -> None:
             raise ValueError(f"{flag} runs no worker: run it directly, not through rip submit")
 
 
+def configurations(root: click.Group, args: list[str]) -> list:
+    """The configurations whose runs `rip ARGS...` (a sweep or a search) makes: a sweep's grid, or a
+    search's fixed conditions with each model, image set and seed its space lists."""
+    import dataclasses
+    import itertools
+
+    from rip.config import RunConfig, parse_metrics
+    from rip.sweeps.presets import expand, find_preset, load_preset, parse_overrides
+    from rip.tuning.space import parse_space
+
+    command = root.commands[args[0]]
+    with command.make_context(args[0], list(args[1:])) as ctx:
+        params = ctx.params
+    if args[0] == "sweep":
+        return expand({**load_preset(find_preset(params["preset"])), **parse_overrides(params["overrides"])})
+    fields = {field.name for field in dataclasses.fields(RunConfig)}
+    options = {name: value for name, value in params.items() if name in fields}
+    base = RunConfig(**{**options, "metrics": parse_metrics(options["metrics"]),
+                        "scheduler": options["scheduler"] or None})
+    space = parse_space(params["space"], base)
+    searched = ("model", "images", "seed")  # what decides the downloads
+    return [dataclasses.replace(base, **dict(zip(searched, values)))
+            for values in itertools.product(*(space.values(name, base) for name in searched))]
+
+
 def submit_workers(root: click.Command, args: list[str], workers: int, folder: str, cluster: str | None = None, *,
                    partition: str | None = None, timeout_min: int = 24 * 60, gpus_per_task: int = 1,
                    cpus_per_task: int = 8, mem_gb: int = 32) -> list:
@@ -71,15 +97,22 @@ def submit_workers(root: click.Command, args: list[str], workers: int, folder: s
 @click.option("--cpus-per-task", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--mem-gb", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--wait", is_flag=True, help="Wait for every task to end and report each.")
+@click.option("--prefetch/--no-prefetch", default=True, show_default=True,
+              help="First fetch here what the workers download (model, LPIPS backbones, dataset rows) and check "
+                   "that they start offline, as `rip prefetch` does; the caches must be shared with the nodes.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
-def submit(ctx, command, workers, cluster, folder, wait, **resources):
+def submit(ctx, command, workers, cluster, folder, wait, prefetch, **resources):
     """Start WORKERS workers of COMMAND, a shared rip sweep or tune, as one job array.
 
     e.g. rip submit --workers 16 --partition gpu -- sweep replication --storage postgresql://rip@db/studies
     """
     try:
         check_command(list(command))
+        if prefetch:
+            from rip.prefetch import prefetch as fetch
+
+            fetch(configurations(ctx.find_root().command, list(command)), echo=click.echo)
         jobs = submit_workers(ctx.find_root().command, list(command), workers, folder, cluster, **resources)
     except (ValueError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error

@@ -8,6 +8,7 @@ from rip.protocol.engine import pipeline_key
 from rip.runner import run_together
 from rip.sweeps.models import Models
 from rip.sweeps.presets import describe
+from rip.tracking.ui import Addresses
 
 
 def run_sweep(
@@ -29,10 +30,12 @@ def run_sweep(
     groups: dict[tuple, list[RunConfig]] = {}
     for config in ordered:
         groups.setdefault(pipeline_key(config), []).append(config)
+    addresses = Addresses()
 
     def announce(started) -> None:
-        echo(f"[{numbers[id(started.config)]}/{len(ordered)}] {describe(started.config)}: run {started.run_name} "
-             f"({started.run_id})")
+        where = addresses.lines(started.tracking_uri, started.experiment_id, started.run_id, started.run_name)
+        echo("\n".join([f"[{numbers[id(started.config)]}/{len(ordered)}] {describe(started.config)}: run "
+                        f"{started.run_name} ({started.run_id})", *where]))
 
     models, run_ids = Models(), {}
     for group in groups.values():

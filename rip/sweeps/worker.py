@@ -14,7 +14,7 @@ and `metrics.csv` from the image runs' logged values and ends the parent run.
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlflow
 import optuna
@@ -24,8 +24,9 @@ from optuna.trial import TrialState
 
 from rip.config import RunConfig
 from rip.images import load_letterboxed, resolve_image_set
+from rip.inpainters import reset_peak_memory
 from rip.protocol.engine import Event, ImageFailed, ImageFinished, ImageTask, RecursiveInpainting, pipeline_key
-from rip.runner import RECORDING_QUEUE, ImagesFailedError
+from rip.runner import RECORDING_QUEUE, ImagesFailedError, Throughput, performance
 from rip.sweeps.models import Models
 from rip.sweeps.presets import describe
 from rip.sweeps.units import (DONE_ATTR, ERROR_ATTR, PARENT_ATTR, SETTLED_ATTR, SWEEP_ID_ATTR, SweepPlan, Unit,
@@ -38,6 +39,8 @@ from rip.tracking.resilience import Retrying
 from rip.tracking.resume import check_compatible, load_state, tasks_to_resume
 from rip.tracking.spool import default_spool_root
 from rip.tracking.tags import BACKEND_TAG, CONFIG_HASH_TAG, CONFIG_TAG, SWEEP_ID_TAG, SWEEP_KEY_TAG
+from rip.tracking.telemetry import system_metrics
+from rip.tracking.ui import Addresses, configuration_name
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,18 @@ def check_access(client: MlflowClient) -> None:
                 "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
             ) from None
         raise
+
+
+def where_runs_are(study: optuna.Study, plan: SweepPlan, tracking_uri: str | None = None) -> list[str]:
+    """The address of each configuration run the sweep has so far, and of its experiment's runs list."""
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    addresses, lines = Addresses(), []
+    for index in range(len(plan.configs)):
+        run_id = study.user_attrs.get(f"{PARENT_ATTR}{index}")
+        if run_id is not None:
+            run = client.get_run(run_id)
+            lines += addresses.lines(client.tracking_uri, run.info.experiment_id, run_id, run.info.run_name)
+    return lines
 
 
 def work_on_sweep(plan: SweepPlan, storage_url: str, tracking_uri: str | None = None, *,
@@ -98,6 +113,10 @@ class _UnitRun:
     tasks: list[ImageTask]
     finished: int  # images finished, earlier attempts included
     left: int = 0  # images still to end in this attempt
+    device: str = "cpu"
+    throughput: Throughput = field(default_factory=lambda: Throughput([]))
+    batch_size: int = 0  # the engine's
+    sampled: bool = False  # system metrics attached to the configuration's run
 
 
 class SweepWorker:
@@ -123,6 +142,7 @@ class SweepWorker:
         self.environment = environment_params()
         self.models = Models()
         self.claimed: set[int] = set()  # numbers of the trials being computed
+        self.addresses = Addresses()  # each configuration's run, once per worker
 
     # -- units ---------------------------------------------------------------------------------
 
@@ -176,12 +196,19 @@ class SweepWorker:
                                             inpainter, batch_size=first.config.batch_size, progress=self.progress)
         tasks = [task for run in runs.values() for task in run.tasks]
         failures = {}
+        for run in runs.values():
+            run.batch_size = engine.batch_size
+            run.throughput = Throughput(run.tasks)
+        reset_peak_memory(inpainter.device)
         background = Background(RECORDING_QUEUE)
         try:
+            for run in runs.values():
+                self._start_sampling(run)
             for number, run in runs.items():
                 if not run.left:  # a retried unit whose images all finished before
                     failures.update(self._end_unit(run, beats.pop(number, None)))
             for event in engine.run(tasks):
+                runs[event.key].throughput.seen()
                 background.submit(self._record, runs[event.key], event, beats, failures)
             background.wait()
         except BaseException:
@@ -192,6 +219,8 @@ class SweepWorker:
             raise
         finally:
             background.close()
+            for run in runs.values():
+                self._stop_sampling(run, last_sample=False)  # units that did not end
         return failures
 
     def _record(self, run: _UnitRun, event: Event, beats: dict, failures: dict[int, str]) -> None:
@@ -222,7 +251,7 @@ class SweepWorker:
         device, inpainter, metrics = self.models.get(config)
         params = run_params(config, inpainter, device, self.environment)
         recorder = RunRecorder(self.client, config, sources, params, spool_root=default_spool_root(),
-                               retrying=self.retrying)
+                               retrying=self.retrying, model_files=inpainter.model_files())
 
         # 2. The configuration's run: found, or created by the first worker that needs it
         with self.lock:
@@ -252,7 +281,23 @@ class SweepWorker:
             else:
                 recorder.adopt(parent.info.run_id, parent.info.experiment_id, {}, {}, {}, set())
         trial.set_user_attr(DONE_ATTR, finished)
-        return _UnitRun(trial, unit, config, metrics, recorder, tasks, finished, len(tasks))
+        run_id = recorder.parent_id
+        lines = self.addresses.lines(self.client.tracking_uri, recorder.experiment_id, run_id,
+                                     parent.info.run_name if parent is not None else configuration_name(config))
+        if lines:
+            self.echo("\n".join(lines))
+        return _UnitRun(trial, unit, config, metrics, recorder, tasks, finished, len(tasks), device)
+
+    def _start_sampling(self, run: _UnitRun) -> None:
+        """This worker's series of the configuration's run (`system/WORKER/...`), while it computes the unit."""
+        if run.config.system_metrics:
+            system_metrics().attach(self.client, run.recorder.parent_id, node=worker_id(), resume=True)
+            run.sampled = True
+
+    def _stop_sampling(self, run: _UnitRun, last_sample: bool = True) -> None:
+        if run.sampled:
+            system_metrics().detach(run.recorder.parent_id, last_sample)
+            run.sampled = False
 
     def _end_unit(self, run: _UnitRun, beat) -> dict[int, str]:
         """The unit's images all ended: its trial completes (a companion's here, the handed-out one
@@ -260,6 +305,9 @@ class SweepWorker:
         number = run.trial.number
         failure = (f"{len(run.recorder.failures)} image(s) stopped: " + "; ".join(run.recorder.failures)
                    if run.recorder.failures else None)
+        # the unit's figures, at step = its trial's number
+        run.recorder.log_run_metrics(performance(run.throughput, run.batch_size, run.device), step=number)
+        self._stop_sampling(run)
         if failure:
             run.trial.set_user_attr(ERROR_ATTR, failure)
         if beat is not None:  # a companion

