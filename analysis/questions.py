@@ -13,7 +13,8 @@ import pandas as pd
 from analysis import complexity, drift_model
 from analysis.complexity import complexity_figure, complexity_rows, complexity_table
 from analysis.document import Section, Table, Text
-from analysis.drift_model import FULL_COVERAGE, MODELS, coverage_figure, coverage_frame, coverage_rows, model_table, run_fits
+from analysis.drift_model import (FULL_COVERAGE, MODELS, coverage_figure, coverage_frame, coverage_rows, model_table,
+                                  run_fits)
 from analysis.findings import decide
 from analysis.frames import condition_keys, slug
 from analysis.rules import Rules

@@ -10,7 +10,7 @@ from PIL import Image
 from skimage import data
 
 from analysis.complexity import complexity_figure, complexity_ratios, complexity_verdicts
-from analysis.drift_model import (MODELS, beyond_full_coverage, coverage_figure, coverage_verdicts, fit_model,
+from analysis.drift_model import (MODELS, coverage_figure, coverage_verdicts, fit_model,
                                   model_table, run_fits)
 from analysis.questions import question_verdicts
 from analysis.report import write_report

@@ -59,7 +59,8 @@ def test_the_coverage_preset_crosses_classical_backends_masks_and_mask_orders():
     coverage = expand(load_preset(PRESETS / "coverage.yaml"))
     assert {(c.model, c.mask, c.mask_order) for c in coverage} == {
         (model, mask, order) for model in ("telea", "ns") for mask in (16, 32) for order in ("random", "shuffle")}
-    assert {(c.percent, c.size, c.metrics, c.complexity) for c in coverage} == {(400, 128, ("stlpips-alex",), True)}  # 400: the default
+    # percent 400: the default
+    assert {(c.percent, c.size, c.metrics, c.complexity) for c in coverage} == {(400, 128, ("stlpips-alex",), True)}
     check(coverage)  # offline: sample images, classical backends, ST-LPIPS ships its weights
 
 
