@@ -11,10 +11,13 @@ Names are imported on first use, so `rip --help` does not pay for matplotlib and
 import importlib
 
 _EXPORTS = {
+    "analysis.complexity": ("complexity_figure", "complexity_verdicts"),
+    "analysis.drift_model": ("coverage_figure", "model_table", "run_fits"),
     "analysis.figures": ("filmstrip_figure", "label_figure", "mean_std_figure", "properties_figure", "save",
                          "scatter_figure", "variability_figure"),
     "analysis.labels": ("label_breakdown", "label_tests"),
     "analysis.load": ("AnalysisError", "load_results", "load_runs", "load_values"),
+    "analysis.questions": ("question_verdicts",),
     "analysis.report": ("write_report",),
     "analysis.statistics": ("fit_saturation", "paired_tests", "property_correlations", "saturation_fits",
                             "stability_ranking"),

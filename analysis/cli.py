@@ -24,7 +24,8 @@ class _EchoHandler(logging.Handler):
 @click.option("--filter", "filters", multiple=True,
               help="KEY=VALUE or KEY!=VALUE on a parameter (mask=64) or tag (tags.rip.backend=telea); "
                    "A|B for alternatives; repeatable or ';'-separated.")
-@click.option("--metrics", default="", help="Comma-separated metrics, lpips-vgg or lpips_vgg alike [default: every one logged].")
+@click.option("--metrics", default="", help="Comma-separated metrics, lpips-vgg or lpips_vgg alike [default: every one logged]; "
+                                       "coverage, depth and complexity are always kept.")
 @click.option("--output", type=click.Path(file_okay=False), default="outputs/analysis", show_default=True,
               help="Folder for the outputs.")
 @click.option("--include-unfinished", type=bool, default=False, show_default=True,

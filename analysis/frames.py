@@ -4,6 +4,7 @@ import re
 
 import pandas as pd
 
+from rip.metrics.complexity import COMPLEXITY_KEYS
 from rip.metrics.pixel_metrics import Psnr, Ssim
 
 SIMILARITIES = {cls.name.replace("-", "_") for cls in (Ssim, Psnr)}  # higher = more similar
@@ -12,6 +13,8 @@ BOUNDED_SIMILARITIES = {Ssim.name: "1-ssim"}  # similarity in [.., 1] -> distanc
 CONDITIONS = ("model", "model_revision", "paste_back", "steps", "guidance", "strength", "scheduler", "mask_order",
               "prompt", "size", "images", "random_numbers", "pad_color", "resample", "dtype", "skip_guidance",
               "safety_checker")
+# what each generation is, not how far it is from its original: measured per checkpoint beside the metrics
+GENERATION_MEASURES = ("coverage", "depth", *COMPLEXITY_KEYS)
 PREFERRED_METRIC = "lpips_vgg"  # the study reports VGG from its third figure on
 LABEL_PREFIX = "label_"  # columns holding an image's labels (from tags rip.label.<name>)
 
@@ -25,12 +28,23 @@ def is_similarity(metric: str) -> bool:
     return metric in SIMILARITIES
 
 
+def is_generation_measure(metric: str) -> bool:
+    """True for the coverage, depth and complexity of a generation (GENERATION_MEASURES)."""
+    return metric in GENERATION_MEASURES
+
+
+def comparisons(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of metrics that compare a generation with its original (no GENERATION_MEASURES)."""
+    return frame[~frame["metric"].isin(GENERATION_MEASURES)]
+
+
 def distances(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows of metrics that are, or convert to, a distance from the original (0 = identical).
 
     Adds column `distance`: the value for LPIPS-style metrics, 1 - value for SSIM; PSNR (not
-    bounded) is left out. `distance_name` says which (e.g. "1-ssim").
+    bounded) and the GENERATION_MEASURES are left out. `distance_name` says which (e.g. "1-ssim").
     """
+    frame = comparisons(frame)
     keep = frame[~frame["metric"].isin(SIMILARITIES - set(BOUNDED_SIMILARITIES))].copy()
     similarity = keep["metric"].isin(set(BOUNDED_SIMILARITIES))
     keep["distance"] = keep["value"].where(~similarity, 1 - keep["value"])
@@ -39,9 +53,11 @@ def distances(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def default_metric(frame: pd.DataFrame) -> str:
-    """lpips_vgg when present, else the first distance, else SSIM, else the first metric."""
+    """lpips_vgg when present, else the first distance, else SSIM, else the first metric (a
+    GENERATION_MEASURES key only when nothing else was measured)."""
     metrics = sorted(frame["metric"].unique())
-    ranked = sorted(metrics, key=lambda m: (m != PREFERRED_METRIC, is_similarity(m), m not in BOUNDED_SIMILARITIES))
+    ranked = sorted(metrics, key=lambda m: (is_generation_measure(m), m != PREFERRED_METRIC, is_similarity(m),
+                                            m not in BOUNDED_SIMILARITIES))
     return ranked[0]
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
-from analysis.frames import LABEL_PREFIX, metric_key
+from analysis.frames import GENERATION_MEASURES, LABEL_PREFIX, metric_key
 from analysis.history import metric_histories
 from rip.config import RunConfig
 from rip.tracking.tags import CONFIG_TAG, IMAGE_TAG, KIND_TAG, LABEL_TAG, PARENT_TAG
@@ -110,7 +110,8 @@ def load_results(
 ) -> pd.DataFrame:
     """The tidy frame of every image run matching `filters` in `experiments` (default: all).
 
-    `metrics` restricts the metric keys (lpips_vgg or lpips-vgg alike). Image runs that are not FINISHED are
+    `metrics` restricts the metric keys (lpips_vgg or lpips-vgg alike); coverage, depth and the
+    complexity measures (`analysis.frames.GENERATION_MEASURES`) are kept where logged. Image runs that are not FINISHED are
     left out, with a logged warning, unless `include_unfinished`. Raises AnalysisError when
     nothing is left to analyse.
     """
@@ -156,6 +157,7 @@ def load_runs(
             asked = "; ".join([f"--metrics {','.join(metrics)}"] * bool(metrics) + [str(f) for f in on_metrics])
             raise AnalysisError(f"no selected run logged the metric(s) asked for ({asked}); they logged: "
                                 f"{', '.join(sorted(logged)) or 'nothing'}")
+        kept |= logged & set(GENERATION_MEASURES)  # coverage, depth, complexity: always, for their own questions
         for record in selected:
             record["metric_keys"] = tuple(key for key in record["metric_keys"] if key in kept)
     selected = _drop_unfinished(selected, include_unfinished)

@@ -17,16 +17,17 @@ from mlflow import MlflowClient
 from analysis import figures, statistics
 from analysis.artifacts import originals, run_images
 from analysis.document import Document, Image, Links, Section, Table, Text, to_html, to_markdown_text
-from analysis.frames import default_metric, distances, groups, slug
+from analysis.frames import comparisons, default_metric, distances, groups, slug
 from analysis.image_properties import image_properties
 from analysis.labels import label_breakdown, label_tests
 from analysis.links import experiment_url, run_url
+from analysis.questions import question_verdicts, questions_section
 from analysis.style import FORMATS, metric_label
 from analysis.summary import summary_table, to_markdown
 from analysis.cubes import completeness
 from analysis.load import finished_runs
 from analysis.rules import Rules
-from analysis.verdicts import CLAIMS, FAILS, HOLDS, POOLED, UNKNOWN, changed, verdicts
+from analysis.verdicts import FAILS, HOLDS, POOLED, UNKNOWN, changed, verdicts
 
 TITLE = "Recursive inpainting: analysis"
 SHOWN_CHANGES = 3  # verdicts changed by the incomplete images, listed in the report (all: verdicts.csv)
@@ -62,7 +63,7 @@ def write_report(
     uri = tracking_uri or (client.tracking_uri if client is not None else None)
     document = Document(TITLE)
     # 1. The verdicts, on every run
-    findings = verdicts(frame, rules)
+    findings = pd.concat([verdicts(frame, rules), question_verdicts(frame, rules, metric)], ignore_index=True)
     counts = completeness(frame)
     out.table(findings, "verdicts.csv")
     out.table(counts, "completeness.csv")
@@ -75,6 +76,7 @@ def write_report(
         frame = finished_runs(frame)
     metric = metric or default_metric(frame)
     out.table(frame, "results.csv")
+    measured, frame = frame, comparisons(frame)  # coverage, depth and complexity have their own section
     document.sections.append(_overview(frame, uri))
     # 3. The summary table
     summary = summary_table(frame)
@@ -93,6 +95,9 @@ def write_report(
     # 6. Statistics: saturation, paired comparisons, stability and image properties
     section, stability = _statistics(frame, out, client, metric)
     document.sections.append(section)
+    questions = questions_section(measured, out, metric)
+    if questions is not None:
+        document.sections.append(questions)
     # 7. Filmstrips from the logged generations
     if client is not None and filmstrips > 0 and stability is not None:
         document.sections.append(_filmstrips(client, frame, stability, out, filmstrips, uri))
@@ -161,7 +166,7 @@ def _verdict_section(findings: pd.DataFrame, counts: pd.DataFrame, rules: Rules)
         "are relative, so masks and networks compare; thresholds and their reasons: `rip analyze --help` and "
         "docs/verdicts.md. Every column: `verdicts.csv`.")
     overview = pd.DataFrame([
-        {"finding": finding, "claim (the study's words)": CLAIMS[finding],
+        {"finding": finding, "claim (the study's words)": rows["claim"].iloc[0],
          "verdicts": _counts_text(rows), "pooled": _counts_text(rows[(rows["mask"] == POOLED) | (rows["metric"] == POOLED)]),
          "rule": _rule(rows)}
         for finding, rows in findings.groupby("finding", sort=False)])
@@ -174,7 +179,7 @@ def _verdict_section(findings: pd.DataFrame, counts: pd.DataFrame, rules: Rules)
             "verdict": rows["verdict"], "effect [95 % interval]": [_effect(row) for row in rows.itertuples()],
             "threshold": rows["threshold"], "n": rows["n"], "p (Holm)": rows["p_adjusted"], "note": rows["note"]})
         shown = shown[[c for c in shown.columns if not _empty(shown[c])]]
-        blocks.append(Table(shown, f"{finding}. “{CLAIMS[finding]}” — {_rule(rows)}"))
+        blocks.append(Table(shown, f"{finding}. “{rows['claim'].iloc[0]}” — {_rule(rows)}"))
     return Section("The study's findings", blocks)
 
 

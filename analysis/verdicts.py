@@ -105,7 +105,7 @@ def tally(table: pd.DataFrame) -> pd.DataFrame:
     """Per finding: its claim and how many scopes hold, do not hold, lack data."""
     counts = table.groupby("finding", sort=False)["verdict"].value_counts().unstack(fill_value=0)
     counts = counts.reindex(columns=[HOLDS, FAILS, UNKNOWN], fill_value=0).reset_index()
-    counts.insert(1, "claim", counts["finding"].map(CLAIMS))
+    counts.insert(1, "claim", counts["finding"].map(table.groupby("finding")["claim"].first()))
     return counts
 
 

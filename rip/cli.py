@@ -88,6 +88,8 @@ def main():
                    f"{artefacts.STUDY_MODEL.id}, "
                    "the repository's default branch for other models].")
 @click.option("--metrics", default=",".join(DEFAULTS.metrics), show_default=True, help="Comma-separated metric names.")
+@click.option("--complexity", type=bool, default=DEFAULTS.complexity, show_default=True,
+              help="Log the complexity of each generation inside the picture (PNG bits per pixel, edges, entropy, ...).")
 @click.option("--steps", type=_Optional(int), default=None, help="num_inference_steps [default: the pipeline's].")
 @click.option("--guidance", type=_Optional(float), default=None, help="guidance_scale [default: the pipeline's].")
 @click.option("--strength", type=_Optional(float), default=None, help="strength [default: the pipeline's].")

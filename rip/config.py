@@ -26,10 +26,10 @@ FREE_FIELDS = ("batch_size", "device", "experiment", *SPEEDUPS, "system_metrics"
 RESAMPLING_FILTERS = ("lanczos", "bicubic", "bilinear", "hamming", "box", "nearest")
 
 # fields that do not change what a run draws: how long it runs, what it measures, where it runs
-_NOT_DRAWN = ("seed", "images", "percent", "step", "metrics", "batch_size", "device", "experiment", "random_numbers",
-              *SPEEDUPS, "system_metrics")
+_NOT_DRAWN = ("seed", "images", "percent", "step", "metrics", "complexity", "batch_size", "device", "experiment",
+              "random_numbers", *SPEEDUPS, "system_metrics")
 # what runs recorded before a field existed did, for `from_json`
-_LEGACY = {"random_numbers": "common", "model_revision": ""}
+_LEGACY = {"random_numbers": "common", "model_revision": "", "complexity": False}
 # fields left out of the record (JSON, draw key) while empty, so records made before they existed keep their hashes
 _RECORDED_WHEN_SET = ("model_revision",)
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -50,6 +50,7 @@ class RunConfig:
     # commit, branch or tag of a hub model; empty: the commit rip pins for it (rip.artefacts), else its default branch
     model_revision: str = ""
     metrics: tuple[str, ...] = ("lpips-alex", "lpips-vgg", "lpips-squeeze")
+    complexity: bool = True  # log the complexity of each generation (rip.metrics.complexity) at every checkpoint
     steps: int | None = None  # num_inference_steps; None = the pipeline's default
     guidance: float | None = None  # guidance_scale; None = the pipeline's default
     strength: float | None = None  # None = the pipeline's default

@@ -17,7 +17,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 from rip.config import RunConfig
-from rip.images import SourceImage, load_images, resolve_image_set
+from rip.images import Box, SourceImage, load_letterboxed, resolve_image_set
 from rip.inpainters import load_inpainter, peak_memory, reset_peak_memory, resolve_device
 from rip.inpainters.base import Inpainter
 from rip.metrics import Metric, load_metrics
@@ -136,7 +136,7 @@ def run_experiment(
         config = resume.with_free_fields(stored, config, set(given or ()))
     config.validate()
     sources = resolve_image_set(config.images, config.seed)
-    originals = load_images(sources, config.size, config.pad_color, config.resample)
+    originals, boxes = load_letterboxed(sources, config.size, config.pad_color, config.resample)
 
     # 2. Reach the tracking server
     experiment_id = previous.info.experiment_id if previous else _experiment_for(client, config, run_id)
@@ -148,7 +148,7 @@ def run_experiment(
 
     # 4. Start or reopen the run, recurse and record
     run = _ConfigurationRun(config, metrics, sources, originals, inpainter, device, environment, client,
-                            retrying, spool_root, on_start)
+                            retrying, spool_root, on_start, boxes)
     if previous:
         run.reopen(previous)
     else:
@@ -188,9 +188,9 @@ def run_together(
     for config, measures in zip(configs, metrics, strict=True):
         config.validate()
         sources = resolve_image_set(config.images, config.seed)
-        originals = load_images(sources, config.size, config.pad_color, config.resample)
+        originals, boxes = load_letterboxed(sources, config.size, config.pad_color, config.resample)
         runs.append(_ConfigurationRun(config, measures, sources, originals, inpainter, resolve_device(config.device),
-                                      environment, client, retrying, spool_root, on_start))
+                                      environment, client, retrying, spool_root, on_start, boxes))
     for run, run_id in zip(runs, run_ids, strict=True):
         run.plan_new(retrying(_experiment_for, client, run.config, run_id), run_id, tags)
 
@@ -207,11 +207,12 @@ class _ConfigurationRun:
     def __init__(self, config: RunConfig, metrics: Sequence[Metric], sources: list[SourceImage],
                  originals: list[np.ndarray], inpainter: Inpainter, device: str, environment: dict[str, str],
                  client: MlflowClient, retrying: Retrying, spool_root: Path | None,
-                 on_start: Callable[[Started], None] | None):
+                 on_start: Callable[[Started], None] | None, boxes: Sequence[Box]):
         self.config = config
         self.metrics = tuple(metrics)
         self.sources = sources
         self.originals = originals
+        self.boxes = list(boxes)  # where each picture lies in its letterboxed square
         self.inpainter = inpainter
         self.device = device
         self.client = client
@@ -236,7 +237,8 @@ class _ConfigurationRun:
         """A new run, created by `open` (or recorded into `run_id`, which exists)."""
         self._start = (experiment_id, run_id, {BACKEND_TAG: self.inpainter.name, **self.inpainter.tags(),
                                                **(tags or {})})
-        self.tasks = [ImageTask(source.id, original) for source, original in zip(self.sources, self.originals)]
+        self.tasks = [ImageTask(source.id, original, box=box)
+                      for source, original, box in zip(self.sources, self.originals, self.boxes)]
         self.left = len(self.tasks)
         self.throughput = Throughput(self.tasks)
 
@@ -248,7 +250,7 @@ class _ConfigurationRun:
                        state.grid_steps)
         uploaded = recorder.upload_spool(dict(zip((s.id for s in self.sources), self.originals)))
         state.recorded = recorder.recorded
-        self.tasks = retrying(resume.tasks_to_resume, client, state, self.sources, self.originals)
+        self.tasks = retrying(resume.tasks_to_resume, client, state, self.sources, self.originals, self.boxes)
         self.left = len(self.tasks)
         self.throughput = Throughput(self.tasks)
         log.info("resuming run %s: %d spooled checkpoints uploaded, %d of %d images to go",

@@ -18,8 +18,11 @@ from analysis.artifacts import run_images
 from analysis.cli import analyze
 from analysis.load import AnalysisError, load_results
 from analysis.summary import summary_table
+from analysis.frames import GENERATION_MEASURES, comparisons
+from analysis.questions import QUESTIONS
 from analysis.verdicts import CLAIMS, HOLDS
 from rip.config import RunConfig
+from rip.metrics.complexity import COMPLEXITY_KEYS
 from rip.runner import StopRun, run_experiment
 from rip.sweeps.local import run_sweep
 from rip.sweeps.presets import check, expand
@@ -91,7 +94,7 @@ def logged(store):
     children = store.search_runs([experiment], "tags.`rip.kind` = 'image'")
     values = {}
     for child in children:
-        for key in ("ssim", "psnr"):
+        for key in set(child.data.metrics) - {"iteration"}:  # ssim, psnr, coverage, depth, complexity_*
             for m in store.get_metric_history(child.info.run_id, key):
                 values[child.info.run_id, key, m.step] = m.value
     return children, values
@@ -105,7 +108,8 @@ def frame(store, mlflow_server):
 def test_loaded_values_equal_the_logged_ones(frame, logged, store, image_folder):
     children, values = logged
     assert len(children) == 12 and frame["run_id"].nunique() == 12
-    assert len(frame) == len(values) == 12 * 2 * len(PERCENTS)
+    keys = 2 + 2 + len(COMPLEXITY_KEYS)  # ssim, psnr; coverage, depth; the complexity measures
+    assert len(frame) == len(values) == 12 * keys * len(PERCENTS)
     got = {(r.run_id, r.metric, r.percent): r.value for r in frame.itertuples()}
     assert got == values  # exactly: no rounding anywhere
     by_run = {child.info.run_id: child for child in children}
@@ -218,7 +222,7 @@ def test_rip_analyze_writes_outputs_and_logs_an_analysis_run(frame, store, mlflo
     with Image.open(tmp_path / "figures" / "mean_std.png") as png:
         assert [round(v) for v in png.info["dpi"]] == [50, 50]
     written = pd.read_csv(tmp_path / "summary.csv")
-    np.testing.assert_allclose(written["mean"], summary_table(frame)["mean"])
+    np.testing.assert_allclose(written["mean"], summary_table(comparisons(frame))["mean"])  # complexity: its own table
     paired = pd.read_csv(tmp_path / "statistics" / "paired_tests.csv")
     assert set(paired["factor"]) == {"mask"} and set(paired["n"]) == {3}
 
@@ -337,7 +341,8 @@ def test_verdicts_on_real_runs_match_statistics_computed_from_the_logged_values(
     table["finding"] = table["finding"].astype(str)
     for model in ("ns", "telea"):
         rows = table[table["context"] == f"model={model}"]
-        assert set(rows["finding"]) == set(CLAIMS) and set(rows["checkpoints"]) <= {"50–100 %", ""}
+        studied = rows[rows["finding"].isin(CLAIMS)]
+        assert set(rows["finding"]) == set(CLAIMS) | set(QUESTIONS) and set(studied["checkpoints"]) <= {"50–100 %", ""}
         # 1: growth from 50 % to 100 % over the distance at 50 % (ratio of means over the images)
         growth = rows[(rows["finding"] == "1") & (rows["mask"] == "16") & (rows["metric"] == "stlpips_alex")].iloc[0]
         at50, at100 = (finals(frame, model, 16, "stlpips_alex", p) for p in (50, 100))
@@ -369,10 +374,12 @@ def test_the_report_states_the_verdicts_and_metric_names_are_accepted_either_way
     assert "## The study's findings" in text
     for claim in CLAIMS.values():
         assert claim in text
-    assert set(frame["metric"]) == {"ssim", "stlpips_alex", "stlpips_vgg"}
+    assert set(comparisons(frame)["metric"]) == {"ssim", "stlpips_alex", "stlpips_vgg"}
+    assert set(frame["metric"]) - set(comparisons(frame)["metric"]) == set(GENERATION_MEASURES)
+    assert "## Complexity and coverage" in text and "images become simpler" in text
     stability = pd.read_csv(output / "statistics" / "stability.csv")
     assert set(stability["metric"]) == {"stlpips_vgg"}  # --metric stlpips-vgg
     dashed = load_results(mlflow_server.uri, [VERDICTS], ["metric=stlpips-vgg", "metrics=stlpips-alex,ssim"])
-    assert set(dashed["metric"]) == {"stlpips_vgg"} and dashed["run_id"].nunique() == 40
+    assert set(dashed["metric"]) == {"stlpips_vgg", *GENERATION_MEASURES} and dashed["run_id"].nunique() == 40
     with pytest.raises(AnalysisError, match="no selected run logged the metric"):
         load_results(mlflow_server.uri, [VERDICTS], metrics=["lpips-vgg"])

@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 
 from rip.config import RunConfig
-from rip.protocol.masks import Square, mask_schedule, square_for
+from rip.protocol.masks import Square, cell_counts, coverage_depth, expected_coverage, mask_schedule, square_for
 from rip.protocol.seeding import derive_seed
 
 
@@ -77,3 +78,54 @@ def test_runs_recorded_before_random_numbers_existed_resume_with_common_draws():
     assert legacy.random_numbers == "common"
     index = int(np.random.default_rng(derive_seed(0, "a", 3, "square")).integers(64))  # the old key
     assert square_for(legacy, "a", 3) == Square(*divmod(index, 8), 64)
+
+
+def test_measuring_complexity_changes_no_draw():
+    assert RunConfig(mask=64, complexity=False).draw_key == RunConfig(mask=64).draw_key
+    assert mask_schedule(RunConfig(mask=64, complexity=False), "a") == mask_schedule(RunConfig(mask=64), "a")
+
+
+def test_runs_recorded_before_complexity_existed_load_without_it():
+    text = RunConfig(mask=64).to_json().replace('"complexity": true, ', "")
+    assert "complexity" not in text and RunConfig.from_json(text).complexity is False
+    assert RunConfig.from_json(RunConfig(mask=64).to_json()).complexity is True
+
+
+# coverage and depth ----------------------------------------------------------------------------
+
+def test_scan_coverage_is_exactly_linear_to_full():
+    config = RunConfig(mask=16, size=64, mask_order="scan")  # 16 squares
+    for n in range(0, 49):
+        coverage, depth = coverage_depth(cell_counts(config, "x", n))
+        assert coverage == min(n, 16) / 16 == expected_coverage("scan", 16, n)
+        assert depth == (n / min(n, 16) if n else 0.0)  # coverage × depth = percent / 100
+
+
+def test_shuffle_coverage_equals_its_closed_form_for_every_image():
+    config = RunConfig(mask=16, size=64, mask_order="shuffle")
+    for image in ("a", "b", "c"):
+        counts = [coverage_depth(cell_counts(config, image, n))[0] for n in range(40)]
+        np.testing.assert_array_equal(counts, expected_coverage("shuffle", 16, np.arange(40)))
+
+
+def test_expected_random_coverage_matches_a_simulation_within_its_standard_error():
+    config = RunConfig(mask=16, size=64, random_numbers="common")  # 16 squares, drawn with replacement
+    checked = (4, 16, 32)
+    simulated = {n: [] for n in checked}
+    for image in range(300):
+        counts = np.zeros(16, dtype=int)
+        for iteration in range(max(checked)):
+            square = square_for(config, f"img{image}", iteration)
+            counts[square.row * 4 + square.col] += 1
+            if iteration + 1 in simulated:
+                simulated[iteration + 1].append(coverage_depth(counts)[0])
+    for n, values in simulated.items():
+        standard_error = np.std(values, ddof=1) / np.sqrt(len(values))
+        assert abs(np.mean(values) - expected_coverage("random", 16, n)) < 3 * standard_error, n
+    assert expected_coverage("random", 64, 256) == pytest.approx(1 - np.exp(-4), abs=0.002)  # 400 %: ≈ 1 − e^(−4)
+
+
+def test_depth_is_the_mean_count_of_the_covered_squares():
+    counts = np.array([[0, 1], [3, 0]])
+    assert coverage_depth(counts) == (0.5, 2.0)
+    assert coverage_depth(np.zeros((2, 2), dtype=int)) == (0.0, 0.0)

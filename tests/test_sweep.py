@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 from rip import artefacts
 from rip.config import RunConfig
 from rip.images import resolve_image_set
+from rip.metrics.complexity import COMPLEXITY_KEYS
 from rip.sweeps.cli import sweep
 from rip.sweeps.presets import check, expand, load_preset, parse_overrides
 from tests.conftest import REPO
@@ -18,7 +19,7 @@ PRESETS = REPO / "experiments"
 DEFAULTS = RunConfig()
 
 
-@pytest.mark.parametrize("name", ["replication", "variability", "demo", "models"])
+@pytest.mark.parametrize("name", ["replication", "variability", "demo", "models", "coverage"])
 def test_presets_override_only_what_differs_from_the_defaults(name):
     preset = load_preset(PRESETS / f"{name}.yaml")
     for key, value in preset.items():
@@ -52,6 +53,15 @@ def test_the_models_preset_is_the_replication_over_the_model_families():
     assert {tuple(getattr(c, name) for name in protocol) for c in models} == {
         tuple(getattr(c, name) for name in protocol) for c in replication}
     check(models, resolve_images=False)
+
+
+def test_the_coverage_preset_crosses_classical_backends_masks_and_mask_orders():
+    coverage = expand(load_preset(PRESETS / "coverage.yaml"))
+    assert {(c.model, c.mask, c.mask_order) for c in coverage} == {
+        (model, mask, order) for model in ("telea", "ns") for mask in (16, 32) for order in ("random", "shuffle")}
+    # percent 400: the default
+    assert {(c.percent, c.size, c.metrics, c.complexity) for c in coverage} == {(400, 128, ("stlpips-alex",), True)}
+    check(coverage)  # offline: sample images, classical backends, ST-LPIPS ships its weights
 
 
 def test_a_fixed_draw_seed_gives_every_run_the_same_images():
@@ -151,7 +161,7 @@ def test_shipped_presets_are_found_by_name_from_any_folder(tmp_path, monkeypatch
     assert result.exit_code == 0 and result.output.startswith("demo.yaml: 3 configuration(s)"), result.output
     result = CliRunner().invoke(sweep, ["nonesuch"])
     assert result.exit_code == 1
-    assert f"no preset 'nonesuch'; shipped presets (in {PRESETS}): demo, models, replication, variability" in result.output
+    assert f"no preset 'nonesuch'; shipped presets (in {PRESETS}): coverage, demo, models, replication, variability" in result.output
 
 
 def test_a_sweep_fills_each_call_from_all_its_configurations_with_the_results_of_each_alone(
@@ -198,7 +208,8 @@ def test_a_sweep_fills_each_call_from_all_its_configurations_with_the_results_of
     for shared_id, alone_id in zip(together, alone):
         (shared_values, shared_aggregates), (alone_values, alone_aggregates) = (
             histories(f"sqlite:///{tmp_path / 'together.db'}", shared_id), histories(alone_uri, alone_id))
-        assert shared_values == alone_values and len(shared_values) == 2 * 3 * 2  # images x percents x keys
+        # images x percents x keys (the metric, iteration, coverage, depth and the complexity measures)
+        assert shared_values == alone_values and len(shared_values) == 2 * 3 * (4 + len(COMPLEXITY_KEYS))
         assert shared_aggregates == alone_aggregates
 
 

@@ -1,5 +1,7 @@
 """Any image as the study's input: RGB, upright, scaled and centred on a square of bands."""
 
+from typing import NamedTuple
+
 import numpy as np
 from PIL import Image, ImageColor, ImageOps
 
@@ -8,38 +10,67 @@ from rip.images.source import SourceImage
 _WHITE = (255, 255, 255)
 
 
-def letterbox(image: Image.Image, size: int, pad_color: str = "white", resample: str = "lanczos") -> np.ndarray:
-    """`image` as a uint8 (size, size, 3) RGB array: upright per EXIF, scaled with `resample`
-    so its long side is `size`, centred on bands of `pad_color`; transparency is composited on
-    white."""
+class Box(NamedTuple):
+    """Where the picture lies in its letterboxed square, in pixels: the rest is bands."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def content_box(width: int, height: int, size: int) -> Box:
+    """The box a `width`×`height` picture (upright) fills once letterboxed to `size`×`size`."""
     _check_size(size)
-    image = to_rgb(ImageOps.exif_transpose(image))
-    width, height = image.size
     if not width or not height:
         raise ValueError(f"image has no pixels: {width}x{height}")
     scale = size / max(width, height)
     new_width, new_height = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = image.resize((new_width, new_height), Image.Resampling[resample.upper()])
+    return Box((size - new_height) // 2, (size - new_width) // 2, new_height, new_width)
+
+
+def letterbox(image: Image.Image, size: int, pad_color: str = "white", resample: str = "lanczos") -> np.ndarray:
+    """`image` as a uint8 (size, size, 3) RGB array: upright per EXIF, scaled with `resample`
+    so its long side is `size`, centred on bands of `pad_color`; transparency is composited on
+    white."""
+    return letterbox_with_box(image, size, pad_color, resample)[0]
+
+
+def letterbox_with_box(image: Image.Image, size: int, pad_color: str = "white",
+                       resample: str = "lanczos") -> tuple[np.ndarray, Box]:
+    """`letterbox`'s array and the box the picture fills in it (see `content_box`)."""
+    _check_size(size)
+    image = to_rgb(ImageOps.exif_transpose(image))
+    box = content_box(*image.size, size)
+    resized = image.resize((box.width, box.height), Image.Resampling[resample.upper()])
     canvas = np.empty((size, size, 3), dtype=np.uint8)
     canvas[:] = ImageColor.getcolor(pad_color, "RGB")
-    top, left = (size - new_height) // 2, (size - new_width) // 2
-    canvas[top : top + new_height, left : left + new_width] = np.asarray(resized)
-    return canvas
+    canvas[box.top : box.top + box.height, box.left : box.left + box.width] = np.asarray(resized)
+    return canvas, box
 
 
 def load_images(
     sources: list[SourceImage], size: int, pad_color: str = "white", resample: str = "lanczos"
 ) -> list[np.ndarray]:
     """Every source letterboxed (see `letterbox`); ValueError naming the first unreadable one."""
+    return load_letterboxed(sources, size, pad_color, resample)[0]
+
+
+def load_letterboxed(
+    sources: list[SourceImage], size: int, pad_color: str = "white", resample: str = "lanczos"
+) -> tuple[list[np.ndarray], list[Box]]:
+    """`load_images`' arrays and, for each, the box its picture fills (see `content_box`)."""
     _check_size(size)
-    arrays = []
+    arrays, boxes = [], []
     for source in sources:
         image = source.load()
         try:
-            arrays.append(letterbox(image, size, pad_color, resample))
+            array, box = letterbox_with_box(image, size, pad_color, resample)
         except (OSError, ValueError) as error:
             raise ValueError(f"cannot convert image {source.origin}: {error}") from error
-    return arrays
+        arrays.append(array)
+        boxes.append(box)
+    return arrays, boxes
 
 
 def _check_size(size: int) -> None:

@@ -14,7 +14,8 @@ from rip.config import RunConfig
 from rip.inpainters import LOADED_FROM, inpainter_key
 from rip.inpainters.base import Inpainter, to_arrays, to_batch
 from rip.metrics import Metric
-from rip.protocol.masks import Square, square_for
+from rip.metrics.complexity import complexity
+from rip.protocol.masks import Square, cell_counts, coverage_depth, square_for
 from rip.protocol.seeding import derive_seed
 
 PIPELINE_FIELDS = (*LOADED_FROM, "size")
@@ -33,7 +34,10 @@ class ImageTask:
 
     `key` names the task's configuration in a shared engine (None with one configuration).
     While the engine runs, the generation lives on the inpainter's device; `current` is
-    updated at every checkpoint.
+    updated at every checkpoint. `box` = (top, left, height, width) is where the picture lies
+    in its letterboxed square (`rip.images.Box`; None: all of it): complexity is measured
+    there. `counts` says how often each grid square was inpainted so far (None: from the mask
+    schedule when needed).
     """
 
     image_id: str
@@ -41,6 +45,8 @@ class ImageTask:
     current: np.ndarray | None = None
     iteration: int = 0
     key: Hashable = None
+    box: tuple[int, int, int, int] | None = None
+    counts: np.ndarray | None = None
 
     def __post_init__(self):
         if self.current is None:
@@ -58,7 +64,12 @@ class ImageStarted:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A measurement: the generation after `iteration` inpaintings, `percent` % of pixels."""
+    """A measurement: the generation after `iteration` inpaintings, `percent` % of pixels.
+
+    `values` holds every metric (by key), the generation's `coverage` and `depth` (see
+    `rip.protocol.masks.coverage_depth`) and, when its configuration measures complexity, the
+    complexity of the picture's area (`rip.metrics.complexity`).
+    """
 
     image_id: str
     iteration: int
@@ -174,6 +185,7 @@ class RecursiveInpainting:
                         yield ImageFinished(task.image_id, task.key)
                         continue
                     current = to_batch([task.current], self.inpainter.device)[0]
+                    self._count(task)
                     active.append(_Recursion(task, setting, current))
                 if not active:
                     return
@@ -215,13 +227,20 @@ class RecursiveInpainting:
         masks = square_masks(squares, images.shape[-1], images.device)
         outputs, failures = self.inpainter.inpaint_batch(images, masks, seeds)
         failed = []
-        for item, output, failure in zip(items, outputs, failures):
+        for item, square, output, failure in zip(items, squares, outputs, failures):
             if failure is not None:
                 failed.append((item, f"{item.task.image_id}, iteration {item.task.iteration + 1}: {failure.reason}"))
                 continue
             item.current = output
             item.task.iteration += 1
+            item.task.counts[square.row, square.col] += 1
         return failed
+
+    def _count(self, task: ImageTask) -> np.ndarray:
+        """The task's `counts`, from its mask schedule when it has none yet."""
+        if task.counts is None:
+            task.counts = cell_counts(self.configurations[task.key].config, task.image_id, task.iteration)
+        return task.counts
 
     def _measure(self, tasks: list[ImageTask]) -> Iterator[Checkpoint]:
         """Every metric of its configuration on every task's current generation, batched per configuration."""
@@ -234,7 +253,11 @@ class RecursiveInpainting:
             generations = to_tensor([tasks[index].current for index in indices])
             columns = {metric.key: metric(originals, generations) for metric in setting.metrics}
             for row, index in enumerate(indices):
+                task = tasks[index]
                 values[index] = {name: float(column[row]) for name, column in columns.items()}
+                values[index].update(zip(("coverage", "depth"), coverage_depth(self._count(task))))
+                if setting.config.complexity:
+                    values[index].update(complexity(task.current, task.box))
         for index, task in enumerate(tasks):
             yield Checkpoint(
                 image_id=task.image_id,

@@ -54,3 +54,35 @@ def square_for(config, image_id: str, iteration: int) -> Square:
 def mask_schedule(config, image_id: str) -> list[Square]:
     """Every square of image `image_id`'s run, in order."""
     return [square_for(config, image_id, iteration) for iteration in range(config.total_iterations)]
+
+
+def cell_counts(config, image_id: str, iterations: int) -> np.ndarray:
+    """How often each grid square of image `image_id` was inpainted in its first `iterations`
+    inpaintings: an int (squares per side, squares per side) array."""
+    per_side = config.size // config.mask
+    counts = np.zeros((per_side, per_side), dtype=np.int64)
+    for iteration in range(iterations):
+        square = square_for(config, image_id, iteration)
+        counts[square.row, square.col] += 1
+    return counts
+
+
+def coverage_depth(counts: np.ndarray) -> tuple[float, float]:
+    """(coverage, depth) of `cell_counts`: the share of the image's pixels inpainted at least once,
+    and how often, on average, a pixel so covered was inpainted (0 before any inpainting)."""
+    covered = int(np.count_nonzero(counts))
+    return covered / counts.size, float(counts.sum() / covered) if covered else 0.0
+
+
+def expected_coverage(mask_order: str, cells: int, iterations) -> np.ndarray:
+    """The expected coverage after `iterations` inpaintings of a grid of `cells` squares.
+
+    random (with replacement): 1 − (1 − 1/cells)^n, about 1 − e^(−percent/100); shuffle and
+    scan (every square once per pass): n/cells up to one pass, then 1 — exact, not only expected.
+    """
+    n = np.asarray(iterations, dtype=np.float64)
+    if mask_order == "random":
+        return 1 - (1 - 1 / cells) ** n
+    if mask_order in ("shuffle", "scan"):
+        return np.minimum(n / cells, 1.0)
+    raise ValueError(f"unknown mask_order {mask_order!r}: expected one of {', '.join(MASK_ORDERS)}")

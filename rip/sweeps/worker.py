@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from rip.config import RunConfig
-from rip.images import load_images, resolve_image_set
+from rip.images import load_letterboxed, resolve_image_set
 from rip.inpainters import reset_peak_memory
 from rip.protocol.engine import Event, ImageFailed, ImageFinished, ImageTask, RecursiveInpainting, pipeline_key
 from rip.runner import RECORDING_QUEUE, ImagesFailedError, Throughput, performance
@@ -247,7 +247,7 @@ class SweepWorker:
         self.echo(f"unit {trial.number}: {describe(config)}, {unit} of {len(sources)}"
                   + (f" (retry of unit {trial.user_attrs[RETRY_ATTR]})" if retried else "")
                   + (f", batched with unit(s) {', '.join(map(str, companions))}" if companions else ""))
-        originals = load_images(chunk, config.size, config.pad_color, config.resample)
+        originals, boxes = load_letterboxed(chunk, config.size, config.pad_color, config.resample)
         device, inpainter, metrics = self.models.get(config)
         params = run_params(config, inpainter, device, self.environment)
         recorder = RunRecorder(self.client, config, sources, params, spool_root=default_spool_root(),
@@ -263,7 +263,8 @@ class SweepWorker:
                 trial.study.set_user_attr(f"{PARENT_ATTR}{index}", recorder.start(experiment_id, None, tags))
 
         # 3. A retried unit continues from its images' last logged checkpoints
-        tasks = [ImageTask(source.id, original, key=trial.number) for source, original in zip(chunk, originals)]
+        tasks = [ImageTask(source.id, original, key=trial.number, box=box)
+                 for source, original, box in zip(chunk, originals, boxes)]
         finished = 0
         if parent is not None:
             stored = RunConfig.from_json(parent.data.tags[CONFIG_TAG])
@@ -271,7 +272,7 @@ class SweepWorker:
             state = self.retrying(load_state, self.client, parent, config) if retried else None
             if state is not None:
                 _restrict(state, {source.id for source in chunk})
-                tasks = self.retrying(tasks_to_resume, self.client, state, chunk, originals)
+                tasks = self.retrying(tasks_to_resume, self.client, state, chunk, originals, boxes)
                 for task in tasks:
                     task.key = trial.number
                 finished = len(state.finished)

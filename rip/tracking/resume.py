@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from PIL import Image
 
 from rip.config import FREE_FIELDS, RunConfig
+from rip.metrics.complexity import COMPLEXITY_KEYS
 from rip.protocol.engine import ImageTask
 from rip.tracking.recorder import logged_steps
 from rip.tracking.tags import CONFIG_TAG, GRID_KEY, IMAGE_TAG, KIND_TAG, LAUNCHER, PARENT_TAG, RESUMES_TAG, UI_IMAGE_KEY
@@ -85,6 +86,7 @@ def load_state(client: MlflowClient, run, config: RunConfig) -> ResumeState:
         [run.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'", max_results=50000
     )
     keys = [name.replace("-", "_") for name in config.metrics] + ["iteration"]
+    measured = ["coverage", "depth", *(COMPLEXITY_KEYS if config.complexity else ())]  # read where logged
     state = ResumeState(run_id, run.info.experiment_id, config, {}, set(), {}, {},
                         logged_steps(client, run_id, GRID_KEY))
     for child in children:
@@ -94,18 +96,21 @@ def load_state(client: MlflowClient, run, config: RunConfig) -> ResumeState:
         state.child_ids[image_id] = child.info.run_id
         if child.info.status == "FINISHED":
             state.finished.add(image_id)
-        histories = {key: client.get_metric_history(child.info.run_id, key) for key in keys}
+        logged = [key for key in measured if key in child.data.metrics]
+        histories = {key: client.get_metric_history(child.info.run_id, key) for key in keys + logged}
         by_percent: dict[int, dict[str, float]] = {}
         for key, history in histories.items():
             for metric in history:
                 by_percent.setdefault(metric.step, {})[key] = metric.value
-        state.recorded[image_id] = {p: v for p, v in by_percent.items() if set(v) == set(keys)}
+        state.recorded[image_id] = {p: v for p, v in by_percent.items() if set(keys) <= set(v)}
         state.ui_steps[image_id] = logged_steps(client, child.info.run_id, UI_IMAGE_KEY)
     return state
 
 
-def tasks_to_resume(client: MlflowClient, state: ResumeState, sources, originals) -> list[ImageTask]:
+def tasks_to_resume(client: MlflowClient, state: ResumeState, sources, originals, boxes=None) -> list[ImageTask]:
     """One task per unfinished image, from the last checkpoint every unfinished image completed.
+
+    `boxes` (one per source, see `rip.images.Box`) say where each picture lies in its square.
 
     Images in progress resume together from their common checkpoint, so with the same batch size
     they share inpainter calls exactly as in an uninterrupted run (batched diffusion results
@@ -114,15 +119,15 @@ def tasks_to_resume(client: MlflowClient, state: ResumeState, sources, originals
     in_progress = [s.id for s in sources if s.id in state.child_ids and s.id not in state.finished]
     common = min((max(state.recorded.get(image) or [0]) for image in in_progress), default=0)
     tasks = []
-    for source, original in zip(sources, originals):
+    for source, original, box in zip(sources, originals, boxes or [None] * len(sources)):
         if source.id in state.finished:
             continue
         if source.id in in_progress and common > 0:
             image = _generation(client, state.child_ids[source.id], common)
             iteration = round(state.recorded[source.id][common]["iteration"])
-            tasks.append(ImageTask(source.id, original, current=image, iteration=iteration))
+            tasks.append(ImageTask(source.id, original, current=image, iteration=iteration, box=box))
         else:
-            tasks.append(ImageTask(source.id, original))
+            tasks.append(ImageTask(source.id, original, box=box))
     return tasks
 
 

@@ -94,8 +94,8 @@ def above_progress(text: str, err: bool = True) -> None:
 # -- run names ---------------------------------------------------------------------------------
 
 def not_conditions() -> tuple[str, ...]:
-    """Fields that change no result (batch size, device, ...) and the measured metrics."""
-    return ("metrics", *FREE_FIELDS)
+    """Fields that change no result (batch size, device, ...) and what is measured."""
+    return ("metrics", "complexity", *FREE_FIELDS)
 
 
 def conditions(config: RunConfig) -> dict[str, str]:
