@@ -71,12 +71,13 @@ def condition_keys(frame: pd.DataFrame) -> list[str]:
     return (["experiment"] if frame["experiment"].nunique() > 1 else []) + varying(frame)
 
 
-def groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(label, rows) per experiment and per combination of the conditions that vary.
+def groups(frame: pd.DataFrame, together: tuple[str, ...] = ()) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows) per experiment and per combination of the conditions that vary, but those of
+    `together`, whose values share a group.
 
     The label is "" when everything belongs to one group, else e.g. "rip-demo_model-telea".
     """
-    keys = condition_keys(frame)
+    keys = [key for key in condition_keys(frame) if key not in together]
     if not keys:
         return [("", frame)]
     out = []

@@ -16,7 +16,7 @@ from analysis.document import Section, Table, Text
 from analysis.drift_model import (FULL_COVERAGE, MODELS, coverage_figure, coverage_frame, coverage_rows, model_table,
                                   run_fits)
 from analysis.findings import decide
-from analysis.frames import condition_keys, slug
+from analysis.frames import condition_keys, groups
 from analysis.rules import Rules
 from rip.metrics.complexity import COMPLEXITY_KEYS
 
@@ -58,7 +58,7 @@ def questions_section(frame: pd.DataFrame, out, metric: str | None = None) -> Se
         "Coverage is the share of the image inpainted at least once, depth how often a covered pixel was inpainted on "
         "average (coverage × depth = percent / 100), both from each run's own squares. Their verdicts (Q1a, Q1b, Q2) "
         "are in the verdict table above, Holm-adjusted as a family of their own.")]
-    for label, rows in _groups(frame):
+    for label, rows in groups(frame, together=("mask_order",)):
         suffix = f"-{label}" if label else ""
         where = f" ({label})" if label else ""
         if rows["metric"].isin(COMPLEXITY_KEYS).any():
@@ -92,16 +92,3 @@ def questions_section(frame: pd.DataFrame, out, metric: str | None = None) -> Se
                       "statistics/drift_model.csv"),
             ]
     return Section("Complexity and coverage", blocks)
-
-
-def _groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(label, rows) per experiment and conditions that vary, mask orders kept together."""
-    keys = [key for key in condition_keys(frame) if key != "mask_order"]
-    if not keys:
-        return [("", frame)]
-    out = []
-    for values, rows in frame.groupby(keys, sort=True, dropna=False):
-        values = values if isinstance(values, tuple) else (values,)
-        label = "_".join(str(v) if k == "experiment" else f"{k}-{v}" for k, v in zip(keys, values))
-        out.append((slug(label), rows))
-    return out
