@@ -616,7 +616,7 @@ class Models:
             self.timings[f"load_seconds_{spec.name}"] = time.perf_counter() - start
             self.stopwatch.attach(inpainter.pipeline)
         elif spec.guidance == "full":  # the same pipeline, called with its guidance
-            inpainter = DiffusionInpainter(inpainter.pipeline, name=inpainter.name, revision=inpainter.revision,
+            inpainter = DiffusionInpainter(inpainter.pipeline, name=inpainter.name, files=inpainter.files,
                                            **call_options(config))
         return Variant(spec.name, engine_loop, inpainter, config, tasks[:spec.batch])
 

@@ -25,6 +25,7 @@ CONTEXTS = [re.compile(pattern.format(id=HUB_ID)) for pattern in (
     r"hf download (?:--repo-type \w+ )?({id})", r"\bdefault:\s*[\"']?({id})", r"^({id})$")]
 OUTPUT_FOLDERS = {"outputs", "figures", "statistics", "generations", "plots"}  # what rip writes, not what it reads
 MLFLOW_ROUTES = {"metrics/get-history-bulk", "metrics/get-history-bulk-interval"}  # REST routes the analysis reads
+METRIC_NAMESPACES = {"system", "perf"}  # metric keys the runs log: system/cpu_utilization_percentage, perf/…
 
 
 def hub_ids_in(path: Path) -> set[str]:
@@ -41,6 +42,7 @@ def _not_a_hub_id(token: str) -> bool:
     owner, name = token.split("/", 1)
     return (owner.isupper() or token in MLFLOW_ROUTES  # a placeholder (OWNER/NAME), an MLflow route
             or owner in OUTPUT_FOLDERS or (ROOT / token).exists()  # a file of the project or of its outputs
+            or owner in METRIC_NAMESPACES
             or re.search(r"\.(py|md|ya?ml|png|csv|json|txt|html|pdf|svg)$", name) is not None)
 
 
