@@ -92,6 +92,8 @@ def test_parent_metric_charts_render(page, mlflow_server, ui_experiment, runs, t
     assert parent.info.run_id in address
     page.goto(address, wait_until="commit")
     page.get_by_text(parent.info.run_name).first.wait_for()
+    # beside coverage, depth and complexity, the distance's charts may lie below the fold: find them as a user does
+    page.get_by_placeholder("Search metric charts").fill("ssim")
     for title in ("ssim_mean", "ssim_std"):
         page.get_by_text(title, exact=True).first.wait_for()
     page.locator(".js-plotly-plot .main-svg").nth(1).wait_for()  # two charts drawn
