@@ -138,3 +138,14 @@ def test_animation_off_logs_none_and_resume_makes_the_same_one(mlflow_server, im
         assert_frames_show(data, generations)
         # frames from the earlier attempt's logged PNGs equal the ones kept while running: the same file
         assert data == logged_animation(client, expected[image_id], tmp_path / image_id)[0], image_id
+
+
+def test_the_option_changes_no_result():
+    on, off = RunConfig(model="telea"), RunConfig(model="telea", animation=False)
+    from rip.config import FREE_FIELDS
+    from rip.sweeps.units import SweepPlan
+    from rip.tracking.ui import configuration_name
+
+    assert off.draw_key == on.draw_key and configuration_name(off) == configuration_name(on)
+    assert SweepPlan("p", (off,), (1,)).key == SweepPlan("p", (on,), (1,)).key
+    assert "animation" in FREE_FIELDS and off.as_params()["animation"] == "false"
