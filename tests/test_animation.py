@@ -1,6 +1,8 @@
 """Each image run's checkpoints as an animated WebP: frames, labels, the run option, resume."""
 
+import base64
 import io
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from rip.config import RunConfig
 from rip.images import load_letterboxed, resolve_image_set
 from rip.images.animation import FRAME_SIDE, animate, band_height, checkpoint_animation, labelled, percent_label
 from rip.runner import StopRun, run_experiment
-from rip.tracking.tags import ANIMATION_ARTIFACT
+from rip.tracking.tags import ANIMATION_ARTIFACT, ANIMATION_PAGE_ARTIFACT
 from tests.test_ui_records import StopAfter
 
 SMALL = dict(model="telea", size=64, mask=32, percent=100, step=50, metrics=("ssim",), batch_size=2,
@@ -108,10 +110,12 @@ def test_rip_run_logs_each_image_runs_animation(mlflow_server, ui_experiment, tm
     children = image_runs(client, parent.info.run_id)
     assert len(children) == 2
     for run_id in children.values():
-        assert ANIMATION_ARTIFACT in [artifact.path for artifact in client.list_artifacts(run_id)]
         data, generations = logged_animation(client, run_id, tmp_path / run_id)
         assert sorted(generations) == [0, 50, 100]
         assert_frames_show(data, generations)  # 128 px: frames at full size
+        # the page the MLflow UI's artifact view plays holds the same file
+        page = open(client.download_artifacts(run_id, ANIMATION_PAGE_ARTIFACT, str(tmp_path / run_id))).read()
+        assert re.findall(r'src="data:image/webp;base64,([^"]+)"', page) == [base64.b64encode(data).decode()]
 
 
 @pytest.mark.slow
@@ -122,7 +126,8 @@ def test_animation_off_logs_none_and_resume_makes_the_same_one(mlflow_server, im
                          spool_root=tmp_path / "spool", progress=False)
     assert client.get_run(off).data.params["animation"] == "false"
     for run_id in image_runs(client, off).values():
-        assert [artifact.path for artifact in client.list_artifacts(run_id) if artifact.path.endswith(".webp")] == []
+        logged = {artifact.path for artifact in client.list_artifacts(run_id)}
+        assert "original.png" in logged and not logged & {ANIMATION_ARTIFACT, ANIMATION_PAGE_ARTIFACT}
 
     whole = run_experiment(config, mlflow_server.uri, spool_root=tmp_path / "spool", progress=False)
     # stopped at its fourth checkpoint: the first two images at 50 %, the third not started

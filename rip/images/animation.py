@@ -30,7 +30,7 @@ def frame_image(image: np.ndarray | Image.Image, side: int = FRAME_SIDE) -> Imag
 
 def band_height(width: int) -> int:
     """Pixels of the label band under a frame `width` px wide."""
-    return max(12, round(width * BAND_FRACTION))
+    return max(16, round(width * BAND_FRACTION))
 
 
 def labelled(frame: Image.Image, label: str) -> Image.Image:

@@ -7,7 +7,8 @@ whose metrics are on the server is complete, and one that is not can be redone o
 
 Once an image run reaches its last checkpoint, it logs `animation.webp`: its checkpoints as an
 animated WebP (`rip.images.animation`), from copies kept as they are logged or, for checkpoints an
-earlier attempt logged, from its `generations/`.
+earlier attempt logged, from its `generations/`; and `animation.html`, the same embedded in a page,
+which the MLflow UI's artifact view plays (it previews no WebP).
 
 For the MLflow UI's step slider, each image run logs its generations with `log_image` under key
 `generation` (step = percent, the original at 0), and the parent run a grid of every image's
@@ -38,9 +39,9 @@ from rip.protocol.masks import mask_schedule
 from rip.tracking.lineage import log_inputs
 from rip.tracking.resilience import Retrying
 from rip.tracking.spool import Spool
-from rip.tracking.tags import (ANIMATION_ARTIFACT, CONFIG_TAG, FAILURE_TAG, GRID_KEY, IMAGE_ORIGIN_TAG, IMAGE_TAG,
+from rip.tracking.tags import (ANIMATION_ARTIFACT, ANIMATION_PAGE_ARTIFACT, CONFIG_TAG, FAILURE_TAG, GRID_KEY, IMAGE_ORIGIN_TAG, IMAGE_TAG,
                                KIND_TAG, LABEL_TAG, PARENT_TAG, PROJECT_TAG, RUN_NAME_TAG, UI_IMAGE_KEY)
-from rip.tracking.ui import configuration_name, grid_side, image_grid, image_name
+from rip.tracking.ui import animation_page, configuration_name, grid_side, image_grid, image_name
 
 log = logging.getLogger(__name__)
 
@@ -318,15 +319,18 @@ class RunRecorder:
                 return image.convert("RGB")
 
     def _log_animation(self, image_id: str) -> None:
-        """`animation.webp` of an image run that reached its last checkpoint."""
+        """`animation.webp` and `animation.html` of an image run that reached its last checkpoint."""
         frames = self.frames.pop(image_id, {})
         for percent in self.config.checkpoints:
             if percent not in frames:  # logged by an earlier attempt
                 frames[percent] = frame_image(self._logged_generation(image_id, percent))
+        webp = checkpoint_animation(frames[0], frames)
         with tempfile.TemporaryDirectory() as local:
-            path = Path(local) / ANIMATION_ARTIFACT
-            path.write_bytes(checkpoint_animation(frames[0], frames))
-            self.call(self.client.log_artifact, self.child_ids[image_id], str(path))
+            (Path(local) / ANIMATION_ARTIFACT).write_bytes(webp)
+            title = f"{image_name(image_id, self.config)}: 0 to {self.config.percent} % inpainted"
+            page = animation_page(webp, title)
+            (Path(local) / ANIMATION_PAGE_ARTIFACT).write_text(page, encoding="utf-8")
+            self.call(self.client.log_artifacts, self.child_ids[image_id], local)
 
     def _finish_image(self, image_id: str) -> None:
         run_id = self.child_ids[image_id]
