@@ -25,15 +25,21 @@ def download_png(client: MlflowClient, run_id: str, path: str) -> np.ndarray:
 def run_images(client: MlflowClient, run_id: str) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """A run's original and its generations by percent inpainted."""
     with tempfile.TemporaryDirectory() as folder:
-        original = client.download_artifacts(run_id, "original.png", folder)
-        generations = Path(client.download_artifacts(run_id, "generations", folder))
+        original, generations = run_image_files(client, run_id, Path(folder))
         with Image.open(original) as image:
             original_array = np.asarray(image.convert("RGB"))
         images = {}
-        for file in sorted(generations.glob("*.png")):
+        for percent, file in generations.items():
             with Image.open(file) as image:
-                images[int(file.stem)] = np.asarray(image.convert("RGB"))
+                images[percent] = np.asarray(image.convert("RGB"))
     return original_array, images
+
+
+def run_image_files(client: MlflowClient, run_id: str, folder: Path) -> tuple[Path, dict[int, Path]]:
+    """A run's `original.png` and `generations/*.png` (by percent inpainted), downloaded into `folder` as logged."""
+    original = Path(client.download_artifacts(run_id, "original.png", str(folder)))
+    generations = Path(client.download_artifacts(run_id, "generations", str(folder)))
+    return original, {int(file.stem): file for file in sorted(generations.glob("*.png"))}
 
 
 def run_animation(client: MlflowClient, run_id: str) -> bytes | None:

@@ -94,3 +94,46 @@ def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinis
                        + (f": {address}" if address else ""))
     finally:
         logger.removeHandler(handler)
+
+
+@click.command("export")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")
+@click.option("--experiment", "experiments", multiple=True,
+              help="Experiment to export (repeatable) [default: every experiment].")
+@click.option("--filter", "filters", multiple=True, help="As `rip analyze --filter`: KEY=VALUE or KEY!=VALUE on a "
+                                                        "parameter or tag (tags.NAME); A|B; repeatable or ';'-separated.")
+@click.option("--push-to-hub", "repo", default="", metavar="REPO",
+              help="Then upload OUT as Hugging Face dataset REPO (OWNER/NAME; needs HF_TOKEN or `hf auth login`).")
+@click.option("--private", is_flag=True, help="With --push-to-hub: create REPO private.")
+def export(out, tracking_uri, experiments, filters, repo, private):
+    """Write the FINISHED image runs as a dataset in folder OUT that 🤗 datasets loads as it is,
+    `datasets.load_dataset(OUT)`: one row per (image run, checkpoint) with the run's parameters, the
+    image's labels, every metric and the generation; the originals (configuration "originals"); a
+    dataset card."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from analysis.dataset_card import dataset_card
+    from analysis.export import ExportError, export_runs, hub_token_missing, push_to_hub
+    from analysis.load import AnalysisError
+
+    if repo and (missing := hub_token_missing()):
+        raise click.ClickException(missing)
+    client = MlflowClient(tracking_uri)
+    experiments = [name for name in experiments if name.strip()]
+    command = " ".join(["rip export", *(f"--experiment {name}" for name in experiments),
+                        *(f"--filter '{text}'" for text in filters), out])
+    try:
+        exported = export_runs(client, out, experiments, filters)
+    except (AnalysisError, ExportError) as error:
+        raise click.ClickException(str(error)) from error
+    except MlflowException as error:
+        raise click.ClickException(f"cannot read runs from {client.tracking_uri}: {error.message}") from error
+    (Path(out) / "README.md").write_text(dataset_card(exported, command=command, tracking_uri=client.tracking_uri),
+                                         encoding="utf-8")
+    click.echo(f"{exported.rows} generations of {len(exported.runs)} image runs and {len(exported.originals)} "
+               f"originals in {out}: datasets.load_dataset({str(out)!r})")
+    if repo:
+        click.echo(f"uploaded to {push_to_hub(Path(out), repo, private)}")

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from analysis.cli import analyze
+from analysis.cli import analyze, export
 from rip import artefacts
 from rip.config import DTYPES, RANDOM_NUMBERS, RESAMPLING_FILTERS, RunConfig, parse_metrics
 from rip.failures import USER_ERRORS, sigterm_interrupts
@@ -238,6 +238,7 @@ def _prefetch(ctx, preset, overrides, metrics, scheduler, **options):
 
 
 main.add_command(analyze)
+main.add_command(export)
 main.add_command(prefetch_command(run))  # takes `run`'s configuration options
 main.add_command(submit)
 main.add_command(sweep)
