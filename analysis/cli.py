@@ -96,7 +96,7 @@ def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinis
         logger.removeHandler(handler)
 
 
-@click.command("export")
+@click.command("export", short_help="A study's image runs as a folder that 🤗 datasets loads; --push-to-hub.")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")
 @click.option("--experiment", "experiments", multiple=True,

@@ -23,7 +23,7 @@ HUB_ID = r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*[A-Za-z0-9]"
 CONTEXTS = [re.compile(pattern.format(id=HUB_ID)) for pattern in (
     r"`({id})`", r"\bhf:({id})", r"huggingface\.co/(?:datasets/)?({id})", r"(?:--model|\bmodel\s*[:=])\s*[\"'`]?({id})",
     r"hf download (?:--repo-type \w+ )?({id})", r"\bdefault:\s*[\"']?({id})", r"^({id})$")]
-OUTPUT_FOLDERS = {"outputs", "figures", "statistics", "generations", "plots"}  # what rip writes, not what it reads
+OUTPUT_FOLDERS = {"outputs", "figures", "statistics", "generations", "originals", "plots"}  # what rip writes, not what it reads
 MLFLOW_ROUTES = {"metrics/get-history-bulk", "metrics/get-history-bulk-interval"}  # REST routes the analysis reads
 METRIC_NAMESPACES = {"system", "perf"}  # metric keys the runs log: system/cpu_utilization_percentage, perf/…
 
