@@ -2,7 +2,7 @@
 construction (the false-"holds" rate) and where it is true (its power).
 
 Each simulated study is the study's two experiments analysed together, as `rip analyze
---experiment X-replication --experiment X-variability` does (one table, Holm over all its rows).
+--experiment X-replication --experiment X-variability` does (one table, adjusted over all its rows: `analysis.hierarchy`).
 A verdict is measured on the experiment of the study's size for it: the replication (100 images,
 one run each) for 1–5, 7a, 8a, 8b; the variability study (10 images × 10 runs) for 6a–6c, 7b.
 """

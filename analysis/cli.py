@@ -39,7 +39,7 @@ class _EchoHandler(logging.Handler):
 @click.option("--log/--no-log", "log_run", default=True, show_default=True,
               help="Log the outputs as artifacts of an analysis run (tag rip.kind=analysis).")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=Rules.alpha,
-              show_default=True, help="Chance of any false 'holds' in the verdict table (Holm-adjusted p-values).")
+              show_default=True, help="Chance of any false 'holds' in the verdict table (adjusted p-values).")
 @click.option("--min-effect", type=click.FloatRange(0, 1, max_open=True), default=Rules.min_effect, show_default=True,
               help="Smallest relative change a verdict calls real (0.05: 5 % of the distance).")
 @click.option("--agreement-rho", type=click.FloatRange(-1, 1, min_open=True, max_open=True), default=Rules.agreement_rho,

@@ -165,7 +165,7 @@ def _verdict_section(findings: pd.DataFrame, counts: pd.DataFrame, rules: Rules)
     """The verdicts: how to read them, one line per finding, the images used, then every row by finding."""
     intro = Text(
         "Each of the study's observations, tested per condition, mask and metric, and pooled over them (distances "
-        f"from 50 % on). “holds”: the Holm-adjusted p is below {rules.alpha} and the effect's interval lies on the "
+        f"from 50 % on). “holds”: the adjusted p (pooled rows first, a mask's or network's own row only under its pooled row) is below {rules.alpha} and the effect's interval lies on the "
         "claim's side of its threshold; “does not hold”: tested, and that is not so (`contradicted`: the interval "
         "lies on the other side); “not enough data”: too few images, checkpoints, masks, networks or runs. Effects "
         "are relative, so masks and networks compare; thresholds and their reasons: `rip analyze --help` and "
@@ -182,7 +182,7 @@ def _verdict_section(findings: pd.DataFrame, counts: pd.DataFrame, rules: Rules)
         shown = pd.DataFrame({
             "context": rows["context"], "scope": [_scope(row) for row in rows.itertuples()],
             "verdict": rows["verdict"], "effect [95 % interval]": [_effect(row) for row in rows.itertuples()],
-            "threshold": rows["threshold"], "n": rows["n"], "p (Holm)": rows["p_adjusted"], "note": rows["note"]})
+            "threshold": rows["threshold"], "n": rows["n"], "p (adjusted)": rows["p_adjusted"], "note": rows["note"]})
         shown = shown[[c for c in shown.columns if not _empty(shown[c])]]
         blocks.append(Table(shown, f"{finding}. “{rows['claim'].iloc[0]}” — {_rule(rows)}"))
     return Section("The study's findings", blocks)

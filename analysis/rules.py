@@ -7,7 +7,7 @@ from dataclasses import dataclass
 class Rules:
     """`rip analyze` takes each field as an option of the same name (--min-effect, ...)."""
 
-    alpha: float = 0.05  # chance of any false "holds" in one table (Holm over its rows): the usual 5 %
+    alpha: float = 0.05  # chance of any false "holds" in one table (adjusted over its rows): the usual 5 %
     min_effect: float = 0.05  # smallest relative change called real: 5 % of the distance
     agreement_rho: float = 0.7  # "strong" correlation from 0.70 (Schober et al. 2018, Anesth. Analg. 126:1763)
     large_cv: float = 0.2  # "significant" spread across images: an SD of at least a fifth of the mean

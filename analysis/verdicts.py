@@ -6,7 +6,8 @@ Each row tests one observation (its `claim`, in the study's words) on one scope:
 checkpoints from 50 % on enter (at 0 % every distance is 0 by construction), up to the last one
 every finished run reached. Every row states its effect with a 95 % interval (90 % for the
 equivalence of 4b), its threshold, n images, the p-value of the null that the claim is false,
-that p-value Holm-adjusted over every row of the table, and the rule in one line.
+that p-value adjusted over the table (`analysis.hierarchy`: pooled rows first, a per-scope row
+only under its pooled row), and the rule in one line.
 
 holds: the adjusted p is below `alpha` and the interval lies on the claim's side of its threshold.
 does not hold: it was tested and that is not so (`contradicted`: the interval lies on the other side).
@@ -47,10 +48,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from analysis import effects
+from analysis import effects, hierarchy
 from analysis.cubes import Cube, cubes, nanmean
 from analysis.rules import Rules
-from analysis.statistics import holm
 
 HOLDS, FAILS, UNKNOWN = "holds", "does not hold", "not enough data"
 POOLED = "pooled"
@@ -110,13 +110,13 @@ def tally(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _table(contexts: list[tuple[str, Cube]], rules: Rules) -> pd.DataFrame:
-    """The rows of every finding for every context, Holm-adjusted, with their verdicts."""
+    """The rows of every finding for every context, adjusted as one table (`analysis.hierarchy`), with verdicts."""
     rows = []
     for context, cube in contexts:
         for finding in FINDINGS:
             rows += finding(cube, rules, context)
     table = pd.DataFrame(rows)
-    table["p_adjusted"] = holm(table["p_value"].to_numpy(dtype=float))
+    table["p_adjusted"] = hierarchy.adjusted(table["p_value"].to_numpy(dtype=float), _parents(table))
     tested = table["p_value"].notna()
     holds = tested & table["supports"] & (table["p_adjusted"] < rules.alpha)
     table["verdict"] = np.where(holds, HOLDS, np.where(tested, FAILS, UNKNOWN))
@@ -134,7 +134,7 @@ def growth(cube: Cube, rules: Rules, context: str) -> list[dict]:
         return [_lacking("1", context, f"{len(p)} checkpoint(s) from 50 %")]
     curves = cube.curves
     rule = (f"growth {_span(p)} (per-image OLS slope × span) / distance at {p[0]} %, Fieller 95 %: holds when above "
-            f"{rules.min_effect} and Holm p < {rules.alpha}")
+            f"{rules.min_effect} and adjusted p < {rules.alpha}")
     return _ratios("1", cube, context, _slopes(curves, p) * (p[-1] - p[0]), curves[..., 0], rules.min_effect,
                    "greater", f"growth / distance at {p[0]} %", _span(p), rule)
 
@@ -148,7 +148,7 @@ def slows(cube: Cube, rules: Rules, context: str) -> list[dict]:
     curves = cube.curves
     bound = 1 - rules.min_effect
     rule = (f"late / early OLS slope ({_span(p[late])} vs {_span(p[early])}), Fieller 95 %: holds when below {bound:g}, "
-            f"the early slope above 0 and Holm p < {rules.alpha}")
+            f"the early slope above 0 and adjusted p < {rules.alpha}")
     return _ratios("2a", cube, context, _slopes(curves[..., late], p[late]), _slopes(curves[..., early], p[early]),
                    bound, "less", "late rate / early rate", _span(p), rule)
 
@@ -162,7 +162,7 @@ def keeps_growing(cube: Cube, rules: Rules, context: str) -> list[dict]:
     curves = cube.curves
     start = p[late][0]
     rule = (f"growth {_span(p[late])} (OLS) / distance at {start} %, Fieller 95 %: holds when above {rules.min_effect} "
-            f"and Holm p < {rules.alpha}")
+            f"and adjusted p < {rules.alpha}")
     return _ratios("2b", cube, context, _slopes(curves[..., late], p[late]) * (p[-1] - start), curves[..., late][..., 0],
                    rules.min_effect, "greater", f"growth / distance at {start} %", _span(p[late]), rule)
 
@@ -174,7 +174,7 @@ def masks_drift(cube: Cube, rules: Rules, context: str) -> list[dict]:
     curves, p = cube.curves, cube.percents
     bound = 1 + rules.min_effect
     rule = (f"distance with the larger / the smaller mask at each checkpoint, geometric mean over images, t 95 %: "
-            f"holds when above {bound:g} at every one (p: the largest) and Holm p < {rules.alpha}")
+            f"holds when above {bound:g} at every one (p: the largest) and adjusted p < {rules.alpha}")
     rows = []
     for j in range(len(cube.masks) - 1):
         large, small = curves[:, j + 1], curves[:, j]  # (images, metrics, checkpoints)
@@ -204,7 +204,7 @@ def networks_rank_alike(cube: Cube, rules: Rules, context: str) -> list[dict]:
         return [_lacking("4a", context, "needs two LPIPS-family networks")]
     levels = _relative_levels(cube.curves)
     rule = (f"Spearman rho of the images' relative levels ({_span(cube.percents)}), Fisher-z 95 %: holds when above "
-            f"{rules.agreement_rho} and Holm p < {rules.alpha}")
+            f"{rules.agreement_rho} and adjusted p < {rules.alpha}")
     rows = []
     for k1, k2 in pairs:
         for mask, x, y in _over_masks(cube, levels[..., k1], levels[..., k2]):
@@ -223,7 +223,7 @@ def networks_grow_alike(cube: Cube, rules: Rules, context: str) -> list[dict]:
     growth_ = _relative_growth(cube)
     low, high = rules.equivalence
     rule = (f"ratio of two networks' growth / distance at {cube.percents[0]} %, Fieller 90 %: holds when inside "
-            f"[{low:g}, {high:g}] (two one-sided tests) and Holm p < {rules.alpha}")
+            f"[{low:g}, {high:g}] (two one-sided tests) and adjusted p < {rules.alpha}")
     rows = []
     for k1, k2 in pairs:
         for mask, x, y in _over_masks(cube, growth_[..., k1], growth_[..., k2]):
@@ -243,7 +243,7 @@ def spread(cube: Cube, rules: Rules, context: str) -> list[dict]:
         return [_lacking("5", context, "no checkpoint from 50 %")]
     levels = _relative_levels(cube.curves)
     rule = (f"CV of the images' relative levels ({_span(cube.percents)}), delta-method 95 %: holds when above "
-            f"{rules.large_cv} and Holm p < {rules.alpha}")
+            f"{rules.large_cv} and adjusted p < {rules.alpha}")
     return [_effect_row("5", context, effects.cv_above(x, rules.large_cv), "CV", f"> {rules.large_cv}", rule,
                         mask=mask, metric=metric, checkpoints=_span(cube.percents), side="greater",
                         bound=rules.large_cv)
@@ -256,7 +256,7 @@ def run_to_run(cube: Cube, rules: Rules, context: str) -> list[dict]:
         return [_lacking("6a", context, "no image has several runs")]
     levels = _run_levels(cube)  # (images, masks, metrics, runs)
     rule = ("run-to-run SD / image-to-image SD of the runs' relative levels, random-effects ANOVA, F-based 95 %: holds "
-            f"when below 1 and Holm p < {rules.alpha}")
+            f"when below 1 and adjusted p < {rules.alpha}")
     scopes = [(str(mask), name, levels[:, j, k]) for j, mask in enumerate(cube.masks) for k, name in enumerate(cube.metrics)]
     if len(cube.metrics) > 1:
         scopes += [(str(mask), POOLED, nanmean(levels[:, j], 1)) for j, mask in enumerate(cube.masks)]
@@ -275,7 +275,7 @@ def shrinking(cube: Cube, rules: Rules, context: str) -> list[dict]:
     sd = _run_sd(cube.values)
     bound = 1 - rules.min_effect
     rule = (f"run-to-run SD over {_span(p[late])} / over {_span(p[early])}, geometric mean over images, t 95 %: holds "
-            f"when below {bound:g} and Holm p < {rules.alpha}")
+            f"when below {bound:g} and adjusted p < {rules.alpha}")
     return _geometric("6b", cube, context, nanmean(sd[..., late], -1) / nanmean(sd[..., early], -1), bound, "less",
                       "late run SD / early run SD", rule)
 
@@ -287,7 +287,7 @@ def runs_vary_with_mask(cube: Cube, rules: Rules, context: str) -> list[dict]:
     sd = nanmean(_run_sd(cube.values), -1)  # (images, masks, metrics)
     bound = 1 + rules.min_effect
     rule = (f"run-to-run SD with the larger / the smaller mask ({_span(cube.percents)}), geometric mean over images, "
-            f"t 95 %: holds when above {bound:g} and Holm p < {rules.alpha}")
+            f"t 95 %: holds when above {bound:g} and adjusted p < {rules.alpha}")
     rows = []
     for j in range(len(cube.masks) - 1):
         ratio = sd[:, j + 1] / sd[:, j]  # (images, metrics)
@@ -320,7 +320,7 @@ def vgg_fewest_outliers(cube: Cube, rules: Rules, context: str) -> list[dict]:
     flagged = np.where(np.isfinite(curves).any(-1), outside.any(-1), np.nan)  # (images, masks, metrics)
     bound = 1 - rules.min_effect
     rule = (f"share of images with a point outside Tukey's fences (1.5 IQR per checkpoint, {_span(cube.percents)}), "
-            f"VGG / other, Fieller 95 %: holds when below {bound:g} and Holm p < {rules.alpha}")
+            f"VGG / other, Fieller 95 %: holds when below {bound:g} and adjusted p < {rules.alpha}")
     return _pair_rows("7a", cube, context, pairs, flagged, bound, "outlier image share ratio", rule)
 
 
@@ -333,7 +333,7 @@ def vgg_lowest_deviations(cube: Cube, rules: Rules, context: str) -> list[dict]:
         cv = nanmean(_run_sd(cube.values) / cube.curves, -1)  # (images, masks, metrics)
     bound = 1 - rules.min_effect
     rule = (f"run-to-run CV ({_span(cube.percents)}), VGG / other, geometric mean over images, t 95 %: holds when "
-            f"below {bound:g} and Holm p < {rules.alpha}")
+            f"below {bound:g} and adjusted p < {rules.alpha}")
     rows = []
     for vgg, other in pairs:
         scopes = _over_masks(cube, cv[..., vgg] / cv[..., other], np.ones_like(cv[..., vgg]), geometric=True)
@@ -355,7 +355,7 @@ def images_grow(cube: Cube, rules: Rules, context: str) -> list[dict]:
     curves = cube.curves
     low = _ols(curves, p)[1] * (p[-1] - p[0]) / nanmean(curves[..., 0], 0)
     rule = (f"share of images whose own growth {_span(p)} (OLS, lower 95 % bound) / mean distance at {p[0]} % exceeds "
-            f"{rules.min_effect}, Clopper–Pearson 95 %: holds when above 0.5 and Holm p < {rules.alpha}")
+            f"{rules.min_effect}, Clopper–Pearson 95 %: holds when above 0.5 and adjusted p < {rules.alpha}")
     return [_effect_row("8a", context, effects.share_above(x, rules.min_effect), "share of images", "> 0.5", rule,
                         mask=mask, metric=metric, checkpoints=_span(p), side="greater", bound=0.5)
             for mask, metric, x in _scopes(cube, low)]
@@ -367,7 +367,7 @@ def images_drift_with_mask(cube: Cube, rules: Rules, context: str) -> list[dict]
         return [_lacking("8b", context, f"{len(cube.masks)} mask size(s)")]
     levels = nanmean(cube.curves, -1)  # (images, masks, metrics)
     rule = (f"share of images whose distance ({_span(cube.percents)}) with the larger mask exceeds the smaller's by "
-            f"more than {rules.min_effect} of its mean, Clopper–Pearson 95 %: holds when above 0.5 and Holm p < {rules.alpha}")
+            f"more than {rules.min_effect} of its mean, Clopper–Pearson 95 %: holds when above 0.5 and adjusted p < {rules.alpha}")
     rows = []
     for j in range(len(cube.masks) - 1):
         rise = (levels[:, j + 1] - levels[:, j]) / nanmean(levels[:, j], 0)  # (images, metrics)
@@ -510,6 +510,23 @@ def _ols(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         low = slope - special.stdtrit(np.maximum(count - 2, 1), 0.5 + effects.CONFIDENCE / 2) * np.sqrt(residual / sxx)
     slope = np.where((count >= 2) & (sxx > 0), slope, np.nan)
     return slope, np.where(count >= 3, low, np.nan)
+
+
+def _parents(table: pd.DataFrame) -> np.ndarray:
+    """Each row's pooled row (the one with its finding, context and comparison whose mask and
+    network are the row's own or pooled), or -1: pooled rows and rows with none above them."""
+    keys = table[["finding", "context", "compared", "mask", "metric"]].to_numpy(dtype=object)
+    pooled = {}
+    for i, (finding, context, compared, mask, metric) in enumerate(keys):
+        if POOLED in (mask, metric):
+            pooled.setdefault((finding, context, compared), []).append((i, mask, metric))
+    parents = np.full(len(keys), -1)
+    for i, (finding, context, compared, mask, metric) in enumerate(keys):
+        if POOLED not in (mask, metric):
+            above = [j for j, m, n in pooled.get((finding, context, compared), ())
+                     if m in (mask, POOLED) and n in (metric, POOLED)]
+            parents[i] = above[0] if above else -1
+    return parents
 
 
 def _halves(p: np.ndarray) -> tuple[slice, slice]:

@@ -77,3 +77,33 @@ def test_the_letterbox_box_is_where_the_picture_lies(tmp_path):
 def test_a_box_outside_the_image_is_refused():
     with pytest.raises(ValueError, match="not inside"):
         crop(flat(size=8), (4, 4, 8, 8))
+
+
+def test_each_run_logs_the_complexity_of_its_generations_inside_the_picture(mlflow_server, tmp_path):
+    """Measured by the recorder (off the engine's thread): equal to the measures of the logged PNG in its box."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    from rip.config import RunConfig
+    from rip.runner import run_experiment
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(rng.integers(0, 256, (40, 90, 3), dtype=np.uint8)).save(tmp_path / "images" / "wide.png")
+    client = MlflowClient(mlflow_server.uri)
+    logged = {}
+    for measured in (True, False):
+        config = RunConfig(model="telea", images=str(tmp_path / "images"), size=64, mask=32, percent=50,
+                           metrics=("ssim",), complexity=measured, experiment="complexity-recorded")
+        parent = run_experiment(config, mlflow_server.uri, progress=False, spool_root=tmp_path / "spool")
+        child = client.search_runs([client.get_run(parent).info.experiment_id],
+                                   f"tags.`mlflow.parentRunId` = '{parent}'")[0]
+        logged[measured] = child
+    (_,), (box,) = load_letterboxed([SourceImage("wide.png", str(tmp_path / "images" / "wide.png"))], 64)
+    child = logged[True]
+    png = download_artifacts(run_id=child.info.run_id, artifact_path="generations/0050.png",
+                             tracking_uri=mlflow_server.uri, dst_path=str(tmp_path / "download"))
+    expected = complexity(np.asarray(Image.open(png).convert("RGB")), box)
+    assert {key: child.data.metrics[key] for key in COMPLEXITY_KEYS} == pytest.approx(expected, rel=1e-12)
+    assert box != (0, 0, 64, 64) and expected != complexity(np.asarray(Image.open(png).convert("RGB")))
+    assert not set(COMPLEXITY_KEYS) & set(logged[False].data.metrics)

@@ -14,7 +14,6 @@ from rip.config import RunConfig
 from rip.inpainters import LOADED_FROM, inpainter_key
 from rip.inpainters.base import Inpainter, to_arrays, to_batch
 from rip.metrics import Metric
-from rip.metrics.complexity import complexity
 from rip.protocol.masks import Square, cell_counts, coverage_depth, square_for
 from rip.protocol.seeding import derive_seed
 
@@ -35,8 +34,8 @@ class ImageTask:
     `key` names the task's configuration in a shared engine (None with one configuration).
     While the engine runs, the generation lives on the inpainter's device; `current` is
     updated at every checkpoint. `box` = (top, left, height, width) is where the picture lies
-    in its letterboxed square (`rip.images.Box`; None: all of it): complexity is measured
-    there. `counts` says how often each grid square was inpainted so far (None: from the mask
+    in its letterboxed square (`rip.images.Box`; None: all of it), passed on to its
+    checkpoints. `counts` says how often each grid square was inpainted so far (None: from the mask
     schedule when needed).
     """
 
@@ -66,9 +65,10 @@ class ImageStarted:
 class Checkpoint:
     """A measurement: the generation after `iteration` inpaintings, `percent` % of pixels.
 
-    `values` holds every metric (by key), the generation's `coverage` and `depth` (see
-    `rip.protocol.masks.coverage_depth`) and, when its configuration measures complexity, the
-    complexity of the picture's area (`rip.metrics.complexity`).
+    `values` holds every metric (by key) and the generation's `coverage` and `depth` (see
+    `rip.protocol.masks.coverage_depth`). `box` is where the picture lies in the square (see
+    `ImageTask`): the recorder measures its complexity there (`rip.metrics.complexity`), off the
+    engine's thread.
     """
 
     image_id: str
@@ -77,6 +77,7 @@ class Checkpoint:
     image: np.ndarray  # uint8 (H, W, 3), on the host
     values: dict[str, float]
     key: Hashable = None  # the task's configuration
+    box: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -256,8 +257,6 @@ class RecursiveInpainting:
                 task = tasks[index]
                 values[index] = {name: float(column[row]) for name, column in columns.items()}
                 values[index].update(zip(("coverage", "depth"), coverage_depth(self._count(task))))
-                if setting.config.complexity:
-                    values[index].update(complexity(task.current, task.box))
         for index, task in enumerate(tasks):
             yield Checkpoint(
                 image_id=task.image_id,
@@ -266,6 +265,7 @@ class RecursiveInpainting:
                 image=task.current,
                 values=values[index],
                 key=task.key,
+                box=task.box,
             )
 
 

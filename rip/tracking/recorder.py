@@ -34,6 +34,7 @@ from rip.config import RunConfig
 from rip.images import SourceImage
 from rip.images.animation import checkpoint_animation, frame_image
 from rip.inpainters.base import Inpainter
+from rip.metrics.complexity import complexity
 from rip.protocol.engine import Checkpoint, Event, ImageFailed, ImageFinished, ImageStarted
 from rip.protocol.masks import mask_schedule
 from rip.tracking.lineage import log_inputs
@@ -262,11 +263,12 @@ class RunRecorder:
         if logged is not None:
             _warn_if_different(checkpoint, logged)
             return
-        self.spool.add(checkpoint.image_id, checkpoint.percent, checkpoint.iteration, checkpoint.values,
-                       checkpoint.image)
+        values = checkpoint.values
+        if self.config.complexity:  # here, on the recording thread, while the engine goes on
+            values = {**values, **complexity(checkpoint.image, checkpoint.box)}
+        self.spool.add(checkpoint.image_id, checkpoint.percent, checkpoint.iteration, values, checkpoint.image)
         png = self.spool.folder / checkpoint.image_id / f"{checkpoint.percent:04d}" / "generation.png"
-        self._upload(checkpoint.image_id, checkpoint.percent, checkpoint.iteration, checkpoint.values,
-                     checkpoint.image, png)
+        self._upload(checkpoint.image_id, checkpoint.percent, checkpoint.iteration, values, checkpoint.image, png)
         self.spool.remove(checkpoint.image_id, checkpoint.percent)
         self._log_complete_grids()
 
