@@ -33,30 +33,35 @@ def build_app(runner: DemoRunner, choices: Choices) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                source = gr.Radio(list(SOURCES), value=SOURCES[1], label="Picture")
-                upload = gr.File(label="Your picture", file_types=["image"], type="filepath")
+                source = gr.Radio(list(SOURCES if choices.paintings else SOURCES[:2]), value=SOURCES[1], label="Picture",
+                                  elem_id="source")
+                upload = gr.File(label="Your picture", file_types=["image"], type="filepath", elem_id="upload")
                 sample = gr.Dropdown(list(choices.samples), value=choices.samples[0], label="Sample photograph")
                 painting = gr.Dropdown(list(choices.paintings), value=(choices.paintings or (None,))[0],
                                        label="WikiArt painting (the study's draw)", visible=bool(choices.paintings))
                 # any model id or folder, mask and size may be typed in: the run checks them, as `rip run` does
-                model = gr.Dropdown(list(choices.models), value=choices.model, label="Model", allow_custom_value=True)
+                model = gr.Dropdown(list(choices.models), value=choices.model, label="Model", allow_custom_value=True,
+                                    elem_id="model")
                 with gr.Row():
-                    mask = gr.Dropdown(list(MASKS), value=choices.mask, label="Mask (px)", allow_custom_value=True)
+                    mask = gr.Dropdown(list(MASKS), value=choices.mask, label="Mask (px)", allow_custom_value=True,
+                                       elem_id="mask")
                     size = gr.Dropdown(list(SIZES), value=choices.size, label="Image side (px)",
-                                       allow_custom_value=True)
-                percent = gr.Slider(50, 400, value=choices.percent, step=50, label="Percent of pixels to inpaint")
+                                       allow_custom_value=True, elem_id="size")
+                percent = gr.Slider(50, 400, value=choices.percent, step=50, label="Percent of pixels to inpaint",
+                                    elem_id="percent")
                 seed = gr.Number(choices.seed, precision=0, label="Seed")
-                metrics = gr.CheckboxGroup(list(choices.metrics), value=list(choices.default_metrics), label="Metrics")
+                metrics = gr.CheckboxGroup(list(choices.metrics), value=list(choices.default_metrics),
+                                           label="Metrics", elem_id="metrics")
                 with gr.Row():
-                    start = gr.Button("Start", variant="primary")
-                    stop = gr.Button("Stop", variant="stop")
+                    start = gr.Button("Start", variant="primary", elem_id="start")
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop")
             with gr.Column(scale=2):
                 status = gr.Markdown("Pick or upload a picture, then start.", label="status", elem_id="status")
                 link = gr.Markdown(label="run", elem_id="run-link")
                 with gr.Row():
                     current = gr.Image(label="Generation (the square inpainted last outlined)", format="png",
                                        interactive=False, height=360, elem_id="generation")
-                    plot = gr.LinePlot(distance_frame([]), x="percent", y="value", color="metric",
+                    plot = gr.LinePlot(None, x="percent", y="value", color="metric",
                                        x_title="% of pixels inpainted", y_title="distance to the original",
                                        label="Distance versus percent", height=360, elem_id="plot")
                 filmstrip = gr.Gallery(label="Checkpoints", columns=9, height=200, format="png", elem_id="filmstrip")

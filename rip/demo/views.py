@@ -32,13 +32,13 @@ def distance_rows(checkpoint: Checkpoint, config: RunConfig) -> list[dict]:
 
 
 def distance_frame(rows: list[dict]) -> pd.DataFrame:
+    """The plot's data: percent, metric, value."""
     return pd.DataFrame(rows, columns=["percent", "metric", "value"])
 
 
 def caption(checkpoint: Checkpoint, config: RunConfig) -> str:
-    """`150 % · stlpips-alex 0.213`: the percent inpainted and the first metric."""
-    first = config.metrics[0]
-    return f"{checkpoint.percent} % · {first} {checkpoint.values[metric_key(first)]:.3f}"
+    """`150 %: 0.213`: the percent inpainted and the first metric's value."""
+    return f"{checkpoint.percent} %: {checkpoint.values[metric_key(config.metrics[0])]:.3f}"
 
 
 def metric_key(name: str) -> str:
