@@ -1,4 +1,4 @@
-"""Images logged with the image runs: `original.png` and `generations/{percent:04d}.png`."""
+"""Images logged with the image runs: `original.png`, `generations/{percent:04d}.png` and `animation.webp`."""
 
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from PIL import Image
+
+from rip.tracking.tags import ANIMATION_ARTIFACT
 
 DOWNLOAD_THREADS = 4
 
@@ -32,6 +34,14 @@ def run_images(client: MlflowClient, run_id: str) -> tuple[np.ndarray, dict[int,
             with Image.open(file) as image:
                 images[int(file.stem)] = np.asarray(image.convert("RGB"))
     return original_array, images
+
+
+def run_animation(client: MlflowClient, run_id: str) -> bytes | None:
+    """A run's `animation.webp`; None for runs without one (`--animation false`, or recorded before it existed)."""
+    if ANIMATION_ARTIFACT not in {artifact.path for artifact in client.list_artifacts(run_id)}:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        return Path(client.download_artifacts(run_id, ANIMATION_ARTIFACT, folder)).read_bytes()
 
 
 def originals(client: MlflowClient, runs: pd.DataFrame) -> dict[tuple[str, int], np.ndarray]:

@@ -1,7 +1,7 @@
 """A report as data (sections of text, tables, figures and links), rendered as Markdown or HTML.
 
 Markdown links its figures and files by paths relative to the report (for a repository
-viewer); HTML embeds every figure as a base64 PNG and needs no other file (for a browser and
+viewer); HTML embeds every figure as a base64 PNG (animations as WebP) and needs no other file (for a browser and
 the MLflow UI's artifact view, which shows HTML in a sandboxed frame).
 """
 
@@ -44,6 +44,12 @@ class Image:
     png: str  # relative to the report
     caption: str
     vectors: tuple[str, ...] = ()  # the same figure as SVG, PDF
+
+
+@dataclass
+class Animation:
+    webp: str  # an animated WebP, relative to the report
+    caption: str
 
 
 @dataclass
@@ -96,6 +102,8 @@ def _markdown_block(block) -> str:
     if isinstance(block, Image):
         vectors = ", ".join(f"[{Path(v).suffix[1:].upper()}]({v})" for v in block.vectors)
         return f"![{block.caption}]({block.png})\n\n*{block.caption}*" + (f" (vector: {vectors})" if vectors else "")
+    if isinstance(block, Animation):
+        return f"![{block.caption}]({block.webp})\n\n*{block.caption}*"
     if isinstance(block, Links):
         return "\n".join(f"- [{text}]({url})" for text, url in block.items)
     raise TypeError(f"unknown block {block!r}")
@@ -114,6 +122,10 @@ def _html_block(block, folder: Path) -> str:
         return (f'<figure><img alt="{html.escape(block.caption)}" src="data:image/png;base64,{data}">'
                 f"<figcaption>{html.escape(block.caption)}" + (f" (vector: {vectors})" if vectors else "")
                 + "</figcaption></figure>")
+    if isinstance(block, Animation):
+        data = base64.b64encode((folder / block.webp).read_bytes()).decode("ascii")
+        return (f'<figure><img alt="{html.escape(block.caption)}" src="data:image/webp;base64,{data}">'
+                f"<figcaption>{html.escape(block.caption)}</figcaption></figure>")
     if isinstance(block, Links):
         items = "".join(f'<li><a href="{html.escape(url)}">{html.escape(text)}</a> '
                         f"<code>{html.escape(url)}</code></li>" for text, url in block.items)

@@ -1,7 +1,7 @@
 """Every output of an analysis, written to one folder: tables, figures, statistics, verdicts, report.
 
 Layout: results.csv (the tidy frame), summary.csv/.md, verdicts.csv, completeness.csv, figures/*.{png,svg,pdf},
-figures/filmstrips/*, statistics/*.csv, and report.md (links by relative paths) and report.html
+figures/filmstrips/* (each filmstrip's image run's animation.webp beside it), statistics/*.csv, and report.md (links by relative paths) and report.html
 (self-contained) tying them together. A frame mixing experiments or conditions (model,
 paste_back, ...) gets one set of figures per group, the group in the file name.
 """
@@ -15,8 +15,8 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from analysis import figures, statistics
-from analysis.artifacts import originals, run_images
-from analysis.document import Document, Image, Links, Section, Table, Text, to_html, to_markdown_text
+from analysis.artifacts import originals, run_animation, run_images
+from analysis.document import Animation, Document, Image, Links, Section, Table, Text, to_html, to_markdown_text
 from analysis.frames import comparisons, default_metric, distances, groups, slug
 from analysis.image_properties import image_properties
 from analysis.labels import label_breakdown, label_tests
@@ -119,6 +119,11 @@ class _Outputs:
 
     def text(self, text: str, name: str) -> None:
         self._path(name).write_text(text, encoding="utf-8")
+
+    def animation(self, data: bytes, name: str, caption: str) -> Animation:
+        """Write an animated WebP as NAME; the report's block for it."""
+        self._path(name).write_bytes(data)
+        return Animation(name, caption)
 
     def figure(self, figure, stem: str, caption: str) -> Image:
         """Write `figure` as figures/STEM.png, .svg and .pdf; the report's block for it."""
@@ -360,10 +365,15 @@ def _filmstrips(client: MlflowClient, frame: pd.DataFrame, stability: pd.DataFra
             where = "_".join(f"mask{v}" if k == "mask" else f"{k}-{v}" for k, v in zip(keys, values))
             name = f"{where}_rank{image['rank']}_{image['image_id']}_seed{run['seed']}"
             blocks.append(out.figure(figure, f"figures/filmstrips/{slug(name)}", caption))
+            animation = run_animation(client, run["run_id"])
+            if animation is not None:
+                blocks.append(out.animation(animation, f"figures/filmstrips/{slug(name)}.webp",
+                                            f"{caption} · animation.webp of its image run"))
             url = run_url(uri, run["experiment_id"], run["run_id"]) if "experiment_id" in run else None
             if url:
                 links.append((caption, url))
-    intro = Text("From the most to the least stable image of each mask: the original, then every checkpoint.")
+    intro = Text("From the most to the least stable image of each mask: the original, then every checkpoint; "
+                 "below each, its image run's animation, where it logged one.")
     return Section("Filmstrips", [intro, *blocks] + ([Text("Their image runs:"), Links(links)] if links else []))
 
 

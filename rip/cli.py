@@ -122,6 +122,8 @@ def main():
 @click.option("--system-metrics", type=bool, default=DEFAULTS.system_metrics, show_default=True,
               help="Log CPU, memory, disk, network and (with nvidia-ml-py) GPU use on the configuration run while it "
                    "runs, every 2 s ($MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL).")
+@click.option("--animation", type=bool, default=DEFAULTS.animation, show_default=True,
+              help="Log each image run's checkpoints as an animated WebP, animation.webp (a few tens of kB).")
 @click.option("--device", default=DEFAULTS.device, show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--experiment", default=DEFAULTS.experiment, help="MLflow experiment name.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI].")

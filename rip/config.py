@@ -22,12 +22,12 @@ different conditions draw independently (as in the study); common: draws depend 
 image, iteration), so conditions share squares and noise (a paired design)."""
 SPEEDUPS = ("compile", "channels_last", "fuse_qkv")  # opt-in, same results within float tolerance
 # settings that change no result: they may differ between attempts of a run (resume) and between workers
-FREE_FIELDS = ("batch_size", "device", "experiment", *SPEEDUPS, "system_metrics")
+FREE_FIELDS = ("batch_size", "device", "experiment", *SPEEDUPS, "system_metrics", "animation")
 RESAMPLING_FILTERS = ("lanczos", "bicubic", "bilinear", "hamming", "box", "nearest")
 
 # fields that do not change what a run draws: how long it runs, what it measures, where it runs
 _NOT_DRAWN = ("seed", "images", "percent", "step", "metrics", "complexity", "batch_size", "device", "experiment",
-              "random_numbers", *SPEEDUPS, "system_metrics")
+              "random_numbers", *SPEEDUPS, "system_metrics", "animation")
 # what runs recorded before a field existed did, for `from_json`
 _LEGACY = {"random_numbers": "common", "model_revision": "", "complexity": False}
 # fields left out of the record (JSON, draw key) while empty, so records made before they existed keep their hashes
@@ -71,6 +71,7 @@ class RunConfig:
     channels_last: bool = False  # channels-last memory layout of the UNet and VAE; same results within float tolerance
     fuse_qkv: bool = False  # fused query/key/value attention projections; same results within float tolerance
     system_metrics: bool = True  # CPU, memory (and GPU) series on the configuration run, sampled while it runs
+    animation: bool = True  # each image run logs animation.webp, its checkpoints as a moving picture
 
     def __post_init__(self):
         # the pinned commit asked for by name is the default: one configuration, one record

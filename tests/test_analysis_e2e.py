@@ -1,8 +1,10 @@
 """Analysis against a real tracking server holding real runs (classical backends, 64 px)."""
 
+import base64
 import dataclasses
 import logging
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -14,7 +16,7 @@ from PIL import Image
 from scipy import stats
 
 from analysis import figures
-from analysis.artifacts import run_images
+from analysis.artifacts import run_animation, run_images
 from analysis.cli import analyze
 from analysis.load import AnalysisError, load_results
 from analysis.summary import summary_table
@@ -219,6 +221,14 @@ def test_rip_analyze_writes_outputs_and_logs_an_analysis_run(frame, store, mlflo
                  "statistics/labels.csv", "statistics/label_tests.csv"):
         assert (tmp_path / name).is_file(), name
     assert len(list((tmp_path / "figures" / "filmstrips").glob("*.png"))) == 2  # one per mask
+    # beside each, its image run's animation, embedded in report.html as it was logged
+    animations = sorted((tmp_path / "figures" / "filmstrips").glob("*.webp"))
+    assert [path.stem for path in animations] == sorted(p.stem for p in (tmp_path / "figures" / "filmstrips").glob("*.png"))
+    embedded = re.findall(r'src="data:image/webp;base64,([^"]+)"', (tmp_path / "report.html").read_text())
+    assert sorted(base64.b64decode(data) for data in embedded) == sorted(path.read_bytes() for path in animations)
+    logged_animations = {run_animation(store, run_id) for run_id in frame["run_id"].unique()}
+    assert {path.read_bytes() for path in animations} <= logged_animations
+    assert "![" in (tmp_path / "report.md").read_text() and ".webp)" in (tmp_path / "report.md").read_text()
     with Image.open(tmp_path / "figures" / "mean_std.png") as png:
         assert [round(v) for v in png.info["dpi"]] == [50, 50]
     written = pd.read_csv(tmp_path / "summary.csv")

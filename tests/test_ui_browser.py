@@ -112,3 +112,17 @@ def test_configuration_run_shows_its_system_metrics(page, mlflow_server, runs, t
         page.get_by_text(title, exact=True).first.wait_for()  # the tab's charts are titled without system/
     page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for()
     screenshot(page, tmp_path, "system-metrics")
+
+
+
+def test_image_run_plays_its_animation_in_the_artifact_view(page, mlflow_server, runs, tmp_path):
+    """The artifact view previews no WebP: animation.html, the same file in a page, plays there."""
+    _, children = runs
+    child = children[0]
+    address = run_url(mlflow_server.uri, child.info.experiment_id, child.info.run_id).replace("?", "/artifacts?")
+    page.goto(address, wait_until="commit")
+    page.get_by_text("animation.html", exact=True).first.click()
+    image = page.frame_locator("iframe").first.locator("img[src^='data:image/webp;base64,']")
+    image.wait_for()
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 128  # decoded: the 128 px frames
+    screenshot(page, tmp_path, "image-run-animation")

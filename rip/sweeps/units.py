@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rip.config import RunConfig
 
 DEFAULT_CHUNK_SIZE = 10  # images per unit
-PER_WORKER_FIELDS = ("batch_size", "device", "system_metrics")  # may differ between workers without changing results
+PER_WORKER_FIELDS = ("batch_size", "device", "system_metrics", "animation")  # may differ between workers without changing results
 UNIT_ATTR = "rip.unit"  # trial user attribute: [configuration index, first image, end]
 DONE_ATTR = "rip.images_done"  # trial user attribute: the unit's images finished so far
 ERROR_ATTR = "rip.error"  # trial user attribute: why the unit failed

@@ -5,6 +5,11 @@ and checkpoint), since a remote server answers each request in tens of milliseco
 checkpoint is written to a local spool first and its metrics are logged last, so a checkpoint
 whose metrics are on the server is complete, and one that is not can be redone or uploaded.
 
+Once an image run reaches its last checkpoint, it logs `animation.webp`: its checkpoints as an
+animated WebP (`rip.images.animation`), from copies kept as they are logged or, for checkpoints an
+earlier attempt logged, from its `generations/`; and `animation.html`, the same embedded in a page,
+which the MLflow UI's artifact view plays (it previews no WebP).
+
 For the MLflow UI's step slider, each image run logs its generations with `log_image` under key
 `generation` (step = percent, the original at 0), and the parent run a grid of every image's
 generation under key `generation_grid` once every image reached that percent.
@@ -27,15 +32,16 @@ from PIL import Image
 
 from rip.config import RunConfig
 from rip.images import SourceImage
+from rip.images.animation import checkpoint_animation, frame_image
 from rip.inpainters.base import Inpainter
 from rip.protocol.engine import Checkpoint, Event, ImageFailed, ImageFinished, ImageStarted
 from rip.protocol.masks import mask_schedule
 from rip.tracking.lineage import log_inputs
 from rip.tracking.resilience import Retrying
 from rip.tracking.spool import Spool
-from rip.tracking.tags import (CONFIG_TAG, FAILURE_TAG, GRID_KEY, IMAGE_ORIGIN_TAG, IMAGE_TAG, KIND_TAG, LABEL_TAG,
-                               PARENT_TAG, PROJECT_TAG, RUN_NAME_TAG, UI_IMAGE_KEY)
-from rip.tracking.ui import configuration_name, grid_side, image_grid, image_name
+from rip.tracking.tags import (ANIMATION_ARTIFACT, ANIMATION_PAGE_ARTIFACT, CONFIG_TAG, FAILURE_TAG, GRID_KEY, IMAGE_ORIGIN_TAG, IMAGE_TAG,
+                               KIND_TAG, LABEL_TAG, PARENT_TAG, PROJECT_TAG, RUN_NAME_TAG, UI_IMAGE_KEY)
+from rip.tracking.ui import animation_page, configuration_name, grid_side, image_grid, image_name
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +124,7 @@ class RunRecorder:
         self.ui_steps: dict[str, set[int]] = {}
         self.grid_steps: set[int] = set()  # percents whose grid the parent run has
         self.thumbnails: dict[int, dict[str, np.ndarray]] = {}  # percent -> image -> small copy, for grids
+        self.frames: dict[str, dict[int, Image.Image]] = {}  # image -> percent -> frame, for its animation
         self.failures: list[str] = []  # why images failed, for the run's final message
         self.failed_images: set[str] = set()
 
@@ -283,6 +290,8 @@ class RunRecorder:
             side = grid_side(len(self.sources), self.config.size)
             small = Image.fromarray(image).resize((side, side), Image.LANCZOS)
             self.thumbnails.setdefault(percent, {})[image_id] = np.asarray(small)
+        if self.config.animation:
+            self.frames.setdefault(image_id, {})[percent] = frame_image(image)
 
     def _log_complete_grids(self) -> None:
         """Log the parent's grid of every percent that each image (but failed ones) reached."""
@@ -299,10 +308,29 @@ class RunRecorder:
 
     def _generation(self, image_id: str, percent: int, side: int) -> np.ndarray:
         """An image's generation at `percent` from its run (logged by an earlier attempt), `side` px."""
+        return np.asarray(self._logged_generation(image_id, percent).resize((side, side), Image.LANCZOS))
+
+    def _logged_generation(self, image_id: str, percent: int) -> Image.Image:
+        """An image's generation at `percent`, as its run has it."""
         with tempfile.TemporaryDirectory() as local:
             path = self.call(self.client.download_artifacts, self.child_ids[image_id],
                              f"generations/{percent:04d}.png", local)
-            return np.asarray(Image.open(path).convert("RGB").resize((side, side), Image.LANCZOS))
+            with Image.open(path) as image:
+                return image.convert("RGB")
+
+    def _log_animation(self, image_id: str) -> None:
+        """`animation.webp` and `animation.html` of an image run that reached its last checkpoint."""
+        frames = self.frames.pop(image_id, {})
+        for percent in self.config.checkpoints:
+            if percent not in frames:  # logged by an earlier attempt
+                frames[percent] = frame_image(self._logged_generation(image_id, percent))
+        webp = checkpoint_animation(frames[0], frames)
+        with tempfile.TemporaryDirectory() as local:
+            (Path(local) / ANIMATION_ARTIFACT).write_bytes(webp)
+            title = f"{image_name(image_id, self.config)}: 0 to {self.config.percent} % inpainted"
+            page = animation_page(webp, title)
+            (Path(local) / ANIMATION_PAGE_ARTIFACT).write_text(page, encoding="utf-8")
+            self.call(self.client.log_artifacts, self.child_ids[image_id], local)
 
     def _finish_image(self, image_id: str) -> None:
         run_id = self.child_ids[image_id]
@@ -315,6 +343,8 @@ class RunRecorder:
         self._log_frame(run_id, schedule, "mask_schedule.csv")
         frame = self.frame()
         self._log_frame(run_id, frame[frame.image_id == image_id], "metrics.csv")
+        if self.config.animation:
+            self._log_animation(image_id)
         self.call(self.client.set_terminated, run_id, "FINISHED")
         self.open_children.discard(image_id)
 
@@ -324,6 +354,7 @@ class RunRecorder:
         self.call(self.client.set_tag, run_id, FAILURE_TAG, event.reason)
         self.call(self.client.set_terminated, run_id, "FAILED")
         self.open_children.discard(event.image_id)
+        self.frames.pop(event.image_id, None)
         self.failures.append(event.reason)
         self.failed_images.add(event.image_id)
         self._log_complete_grids()

@@ -53,6 +53,10 @@ BEST_PARAM_TAG = "rip.best"  # rip.best.<parameter>, on the study run
 IMAGES_CONTEXT = "images"  # the context of the image set's dataset input
 MODEL_FILES_ARTIFACT = "model_files.json"  # the weight files loaded, with their SHA-256
 
+# image runs' artifacts, besides original.png and generations/{percent:04d}.png
+ANIMATION_ARTIFACT = "animation.webp"  # every checkpoint as an animated WebP (rip.images.animation)
+ANIMATION_PAGE_ARTIFACT = "animation.html"  # the same, embedded in a page: the UI's artifact view plays it
+
 # image keys (MLflow's log_image), at step = percent inpainted
 UI_IMAGE_KEY = "generation"  # image runs: the generation (the original at 0)
 GRID_KEY = "generation_grid"  # configuration runs: every image's generation side by side

@@ -1,6 +1,9 @@
-"""What the MLflow UI shows of a run: its name, its address, the image grid of a configuration."""
+"""What the MLflow UI shows of a run: its name, its address, the image grid of a configuration, the
+page that plays an image run's animation."""
 
+import base64
 import dataclasses
+import html
 import math
 import os
 import sys
@@ -162,3 +165,15 @@ def image_grid(images: list[np.ndarray], side: int) -> np.ndarray:
             picture = picture.resize((side, side), Image.LANCZOS)
         grid.paste(picture, (gap + column * (side + gap), gap + row * (side + gap)))
     return np.asarray(grid)
+
+
+# -- animations --------------------------------------------------------------------------------
+
+def animation_page(webp: bytes, title: str) -> str:
+    """A self-contained HTML page playing the animated WebP `webp`: the MLflow UI's artifact view
+    previews HTML (in a sandboxed frame) but not WebP."""
+    data = base64.b64encode(webp).decode("ascii")
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title></head>"
+            f'<body style="margin:0"><img alt="{html.escape(title)}" src="data:image/webp;base64,{data}">'
+            "</body></html>\n")

@@ -32,7 +32,7 @@ from rip.tuning.tracking import SearchTracker
 
 DEFINITION_ATTR = "rip.definition"  # study user attribute: what the study searches (workers must agree)
 SUMMARISED_ATTR = "rip.summarised"  # study user attribute: finished trials at the last summary
-PER_WORKER_FIELDS = ("device", "batch_size", "system_metrics")  # may differ between workers without changing results
+PER_WORKER_FIELDS = ("device", "batch_size", "system_metrics", "animation")  # may differ between workers without changing results
 
 
 def run_search(base: RunConfig, settings: SearchSettings, tracking_uri: str | None = None,
