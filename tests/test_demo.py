@@ -3,6 +3,7 @@ makes, two clients at once both finish, Stop ends a run KILLED, bad input is a m
 
 import re
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from gradio_client.exceptions import AppError
 from mlflow import MlflowClient
 from PIL import Image
 
+from analysis.artifacts import run_animation
 from rip.cli import main
 from rip.demo.uploads import store_upload
 
@@ -74,7 +76,7 @@ def test_a_demo_run_is_the_run_rip_run_makes(demo_server, mlflow_server, picture
     # streamed: the run's link, then one update per checkpoint with the generation, the plot and the filmstrip
     link = next(update[1] for update in updates if isinstance(update[1], str) and "MLflow run" in update[1])
     assert f"/runs/{run_id}?workflowType=machine_learning" in link and mlflow_server.uri in link
-    checkpoints = [update for update in updates if isinstance(update[4], list)]
+    checkpoints = [update for update in updates if isinstance(update[4], list) and update[4]]
     assert [len(update[4]) for update in checkpoints] == [1, 2, 3]
     assert [item["caption"].split(" %")[0] for item in checkpoints[-1][4]] == ["0", "50", "100"]
     shown = np.asarray(Image.open(checkpoints[-1][2]))
@@ -117,6 +119,13 @@ def test_a_demo_run_is_the_run_rip_run_makes(demo_server, mlflow_server, picture
     assert [row[2] for row in plot["data"]] == pytest.approx([value for _, value in demo_values["stlpips_alex"]])
     assert artifact_paths(mlflow_client, child.info.run_id) == artifact_paths(mlflow_client, cli_child.info.run_id)
 
+    # the page offers the image run's animation as a download: the file the run logged
+    offered = Path(final[5])
+    assert offered.name == f"{parent.data.params['images'].rsplit('/', 1)[-1]}-animation.webp"
+    assert offered.read_bytes() == run_animation(mlflow_client, child.info.run_id)
+    with Image.open(offered) as animation:
+        assert animation.format == "WEBP" and animation.n_frames == len(STEPS)
+
 
 def test_two_clients_at_once_both_finish_in_runs_of_their_own(demo_server, mlflow_server):
     pictures = ("sample#camera", "sample#coins")
@@ -139,7 +148,7 @@ def test_stop_ends_the_run_killed_and_keeps_what_it_logged(demo_server, mlflow_s
     job = start(client, "sample photograph", sample="sample#moon", model="biharmonic", mask=8, percent=400)
     first_checkpoint = threading.Event()
     while not job.done():
-        if any(isinstance(update[4], list) for update in job.outputs()):
+        if any(isinstance(update[4], list) and update[4] for update in job.outputs()):
             first_checkpoint.set()
             break
         first_checkpoint.wait(0.2)
@@ -147,6 +156,7 @@ def test_stop_ends_the_run_killed_and_keeps_what_it_logged(demo_server, mlflow_s
     client.predict(api_name="/stop")
     final = job.result(timeout=600)
     assert final[0].startswith("Stopped") and "KILLED" in final[0]
+    assert not any(isinstance(update[5], str) for update in job.outputs())  # logged at the last checkpoint only
     mlflow_client = MlflowClient(mlflow_server.uri)
     parent = mlflow_client.get_run(run_id_of(final[0]))
     assert parent.info.status == "KILLED"

@@ -4,6 +4,9 @@ Each start is one `DemoRunner` run (an ordinary configuration run); the page sho
 they come. Bad input raises `gr.Error` (a message in the page) before any run is created.
 """
 
+import tempfile
+from pathlib import Path
+
 import gradio as gr
 
 from rip.config import RunConfig
@@ -65,6 +68,8 @@ def build_app(runner: DemoRunner, choices: Choices) -> gr.Blocks:
                                        x_title="% of pixels inpainted", y_title="distance to the original",
                                        label="Distance versus percent", height=360, elem_id="plot")
                 filmstrip = gr.Gallery(label="Checkpoints", columns=9, height=200, format="png", elem_id="filmstrip")
+                animation = gr.File(label="The recursion as an animated WebP (the image run's animation.webp)",
+                                    interactive=False, elem_id="animation")
 
         def run(source, upload, sample, painting, model, mask, size, percent, seed, metrics,
                 request: gr.Request, progress=gr.Progress()):
@@ -73,11 +78,12 @@ def build_app(runner: DemoRunner, choices: Choices) -> gr.Blocks:
             live = live_runs[request.session_hash] = runner.start(config)
             rows, strip = [], []
             progress(0, desc=f"loading {config.model}")
+            downloads = tempfile.TemporaryDirectory(prefix="rip-demo-")  # until the page has its copy
             try:
                 for update in live.updates():
                     if isinstance(update, Started):
-                        yield {status: f"Running **{update.run_name}**",
-                               link: _run_link(update, runner.tracking_uri)}
+                        yield {status: f"Running **{update.run_name}**", link: _run_link(update, runner.tracking_uri),
+                               current: None, plot: None, filmstrip: [], animation: None}  # the last run's go
                     elif isinstance(update, Checkpoint):
                         rows += distance_rows(update, config)
                         strip.append((update.image, caption(update, config)))
@@ -85,7 +91,8 @@ def build_app(runner: DemoRunner, choices: Choices) -> gr.Blocks:
                         yield {current: outlined(update, config), plot: distance_frame(rows), filmstrip: list(strip),
                                status: f"Running: {update.percent} % of {config.percent} % inpainted"}
                     elif isinstance(update, Finished):
-                        yield {status: f"Finished: run `{update.run_id}`"}
+                        yield {status: f"Finished: run `{update.run_id}`",
+                               animation: _saved(update.animation, Path(downloads.name), config)}
                     elif isinstance(update, Stopped):
                         yield {status: f"Stopped: run `{update.run_id}` is marked KILLED; what it logged stays "
                                        f"(continue it with `rip run --resume {update.run_id}`)"}
@@ -94,6 +101,7 @@ def build_app(runner: DemoRunner, choices: Choices) -> gr.Blocks:
                             yield {status: f"Failed: {update.message}"}
                         raise gr.Error(update.message, print_exception=False)
             finally:
+                downloads.cleanup()
                 live.stop()  # the page went away mid-run: it ends KILLED (nothing happens once it ended)
                 if live_runs.get(request.session_hash) is live:
                     del live_runs[request.session_hash]
@@ -106,7 +114,7 @@ def build_app(runner: DemoRunner, choices: Choices) -> gr.Blocks:
         sample.input(lambda: SOURCES[1], outputs=source, api_name=False, queue=False)
         painting.input(lambda: SOURCES[2], outputs=source, api_name=False, queue=False)
         start.click(run, [source, upload, sample, painting, model, mask, size, percent, seed, metrics],
-                    [status, link, current, plot, filmstrip], api_name="run", concurrency_limit=1,
+                    [status, link, current, plot, filmstrip, animation], api_name="run", concurrency_limit=1,
                     concurrency_id=RUN_QUEUE, show_progress_on=[status])
         stop.click(stop_run, api_name="stop", concurrency_limit=None, queue=False)
     return app
@@ -141,6 +149,15 @@ def _image_set(source, upload, sample, painting, uploads) -> str:
             raise ValueError(f"pick a {source} first")
         return picked
     raise ValueError(f"unknown picture source {source!r}: expected one of {', '.join(SOURCES)}")
+
+
+def _saved(animation: bytes | None, folder: Path, config: RunConfig) -> str | None:
+    """The animation as a file to download, named after the picture."""
+    if animation is None:
+        return None
+    path = folder / f"{Path(config.images.rpartition('#')[2]).name}-animation.webp"
+    path.write_bytes(animation)
+    return str(path)
 
 
 def _whole(name: str, value) -> int:

@@ -46,6 +46,7 @@ def make_app(tracking_uri: str, experiment: str, **places):
     # Gradio summarises event timings for its monitoring dashboard (not served here) with pandas options
     # that pandas 3 deprecates, warning after every event: never summarise
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(2**62))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # fetching a run's animation back
     try:
         from rip.demo.app import build_app
     except ImportError as error:

@@ -23,6 +23,7 @@ STOPPED = "stopped in the demo"
 @dataclass(frozen=True)
 class Finished:
     run_id: str
+    animation: bytes | None = None  # its image run's animation.webp (None: not logged, or not fetched)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class LiveRun:
             inpainter = self.models.inpainter_for(self.config, device)
             run_id = run_experiment(self.config, self.tracking_uri, inpainter=inpainter, metrics=metrics,
                                     observer=observer, on_start=on_start, progress=False, spool_root=self.spool_root)
-            self.queue.put(Finished(run_id))
+            self.queue.put(Finished(run_id, self._animation(run_id)))
         except StopRun as error:
             self.queue.put(Stopped(error.run_id))
         except (*USER_ERRORS, ImagesFailedError) as error:
@@ -124,6 +125,22 @@ class LiveRun:
         except Exception as error:  # the page shows one line; the server's log keeps the traceback
             log.exception("demo run of %s failed", self.config.images)
             self.queue.put(Failed(f"{type(error).__name__}: {error}", started.is_set()))
+
+
+    def _animation(self, run_id: str) -> bytes | None:
+        """The run's animation, fetched back from the tracking server; None when it has none or is out of reach."""
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        from analysis.artifacts import configuration_animations
+
+        if not self.config.animation:
+            return None
+        try:
+            return next(iter(configuration_animations(MlflowClient(self.tracking_uri), run_id).values()), None)
+        except (MlflowException, OSError) as error:
+            log.warning("the animation of run %s could not be fetched: %s", run_id, error)
+            return None
 
 
 class DemoRunner:
