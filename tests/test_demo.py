@@ -1,8 +1,14 @@
 """`rip demo` driven through its API by `gradio_client`, without network: each run is the run `rip run`
 makes, two clients at once both finish, Stop ends a run KILLED, bad input is a message and no run."""
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 import threading
+import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +22,8 @@ from PIL import Image
 from analysis.artifacts import run_animation
 from rip.cli import main
 from rip.demo.uploads import store_upload
+from tests.conftest import REPO, free_port
 
-pytestmark = pytest.mark.slow
 SETTINGS = dict(model="telea", mask=32, size=128, percent=100, seed=0, metrics=["stlpips-alex"])
 STEPS = [0, 50, 100]  # the checkpoints of SETTINGS
 
@@ -66,6 +72,7 @@ def picture(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_a_demo_run_is_the_run_rip_run_makes(demo_server, mlflow_server, picture, tmp_path):
     client = Client(demo_server.url, verbose=False)
     job = start(client, "upload", handle_file(str(picture)))
@@ -127,6 +134,7 @@ def test_a_demo_run_is_the_run_rip_run_makes(demo_server, mlflow_server, picture
         assert animation.format == "WEBP" and animation.n_frames == len(STEPS)
 
 
+@pytest.mark.slow
 def test_two_clients_at_once_both_finish_in_runs_of_their_own(demo_server, mlflow_server):
     pictures = ("sample#camera", "sample#coins")
     jobs = [start(Client(demo_server.url, verbose=False), "sample photograph", sample=sample) for sample in pictures]
@@ -142,6 +150,7 @@ def test_two_clients_at_once_both_finish_in_runs_of_their_own(demo_server, mlflo
         assert [m.step for m in mlflow_client.get_metric_history(child.info.run_id, "stlpips_alex")] == STEPS
 
 
+@pytest.mark.slow
 def test_stop_ends_the_run_killed_and_keeps_what_it_logged(demo_server, mlflow_server):
     client = Client(demo_server.url, verbose=False)
     # biharmonic on 8-px squares: 1,024 inpaintings, seconds between checkpoints
@@ -175,6 +184,7 @@ def bad_pictures(tmp_path):
     return {"text": text, "huge": huge}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, settings, message", [
     ("text", {}, "notes.png is not an image a run can read"),
     ("huge", {}, "huge.png is too large"),
@@ -207,3 +217,42 @@ def test_odd_modes_are_kept_as_uploaded(tmp_path, mode):
     [kept] = (tmp_path / "uploads").glob("*/*")
     assert str(kept.parent) == folder and kept.read_bytes() == path.read_bytes()
     assert store_upload(path, tmp_path / "uploads") == folder  # the same picture, the same image set
+
+
+def test_the_space_installs_what_the_package_needs():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["demo"]]
+    lines = (REPO / "deploy/space/requirements.txt").read_text().splitlines()
+    assert [line for line in lines if line and not line.startswith("#")] == wanted
+    front = (REPO / "deploy/space/README.md").read_text().split("---")[1]
+    assert "sdk: gradio" in front and "app_file: app.py" in front
+
+
+@pytest.mark.slow
+def test_the_space_serves_the_demo_from_its_own_folder(tmp_path):
+    """Assembled as docs/demo.md says: deploy/space's files, rip/ and analysis/ beside them."""
+    space = tmp_path / "space"
+    shutil.copytree(REPO / "deploy/space", space)
+    for package in ("rip", "analysis"):
+        shutil.copytree(REPO / package, space / package, ignore=shutil.ignore_patterns("__pycache__"))
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "GRADIO_SERVER_PORT": str(port),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "RIP_CACHE": str(tmp_path / "cache")}
+    server = subprocess.Popen([sys.executable, str(space / "app.py")], cwd=tmp_path, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and server.poll() is None:
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                break
+            except Exception:  # not listening yet
+                time.sleep(1)
+        assert server.poll() is None, server.stdout.read()
+        assert {"/run", "/stop"} <= set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+        final = client.predict("sample photograph", None, "sample#coins", None, "telea", 64, 128, 100, 0, ["ssim"],
+                               api_name="/run")
+        assert final[0].startswith("Finished")
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)

@@ -12,6 +12,8 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
+from analysis.artifacts import run_animation
+
 pytestmark = pytest.mark.slow
 TIMEOUT_MS = 180_000  # a busy 2-core machine loads Gradio's bundles slowly
 SHOWN_COLOURS = 128  # the screenshot's palette: a small PNG for the README
@@ -32,6 +34,8 @@ def test_upload_start_and_watch(browser, demo_server, mlflow_server, tmp_path):
     Image.fromarray(data.astronaut()).resize((128, 128)).save(picture)
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.set_default_timeout(TIMEOUT_MS)
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(demo_server.url)
     page.locator("#start").wait_for()
 
@@ -60,6 +64,10 @@ def test_upload_start_and_watch(browser, demo_server, mlflow_server, tmp_path):
     link = page.locator("#run-link a").first
     run_id = re.search(r"/runs/([0-9a-f]{32})", link.get_attribute("href")).group(1)
     page.locator("#generation img").first.wait_for()
+    download = page.locator("#animation a[download]").first  # the run's animation, to download
+    download.wait_for()
+    assert re.fullmatch(r"astronaut-[0-9a-f]+-animation\.webp", download.get_attribute("download"))
+    offered = page.request.get(download.get_attribute("href")).body()
 
     folder = Path(os.environ.get("RIP_UI_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,7 +75,12 @@ def test_upload_start_and_watch(browser, demo_server, mlflow_server, tmp_path):
     page.screenshot(path=str(path), full_page=True)
     Image.open(path).convert("RGB").quantize(SHOWN_COLOURS).save(path, optimize=True)
 
-    run = MlflowClient(mlflow_server.uri).get_run(run_id)
+    outside = [url for url in requested if not url.startswith(("http://127.0.0.1:", "data:", "blob:"))]
+    assert outside == []  # the page calls nothing outside the machine
+    mlflow_client = MlflowClient(mlflow_server.uri)
+    run = mlflow_client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.params["model"] == "telea"
+    [child] = mlflow_client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
+    assert offered == run_animation(mlflow_client, child.info.run_id)
     assert run.data.params["size"] == "256" and run.data.params["percent"] == "200"
     assert run.data.params["images"].rsplit("/", 1)[-1].startswith("astronaut-")

@@ -63,10 +63,10 @@ def build_app(runner: DemoRunner, choices: Choices) -> gr.Blocks:
                 link = gr.Markdown(label="run", elem_id="run-link")
                 with gr.Row():
                     current = gr.Image(label="Generation (the square inpainted last outlined)", format="png",
-                                       interactive=False, height=360, elem_id="generation")
+                                       interactive=False, height=400, elem_id="generation")
                     plot = gr.LinePlot(None, x="percent", y="value", color="metric",
                                        x_title="% of pixels inpainted", y_title="distance to the original",
-                                       label="Distance versus percent", height=360, elem_id="plot")
+                                       label="Distance versus percent", elem_id="plot")
                 filmstrip = gr.Gallery(label="Checkpoints", columns=9, height=200, format="png", elem_id="filmstrip")
                 animation = gr.File(label="The recursion as an animated WebP (the image run's animation.webp)",
                                     interactive=False, elem_id="animation")
