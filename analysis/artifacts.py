@@ -9,7 +9,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from PIL import Image
 
-from rip.tracking.tags import ANIMATION_ARTIFACT
+from rip.tracking.tags import ANIMATION_ARTIFACT, IMAGE_TAG, PARENT_TAG
 
 DOWNLOAD_THREADS = 4
 
@@ -48,6 +48,14 @@ def run_animation(client: MlflowClient, run_id: str) -> bytes | None:
         return None
     with tempfile.TemporaryDirectory() as folder:
         return Path(client.download_artifacts(run_id, ANIMATION_ARTIFACT, folder)).read_bytes()
+
+
+def configuration_animations(client: MlflowClient, run_id: str) -> dict[str, bytes]:
+    """The `animation.webp` of each image run of configuration run `run_id` that has one, by image id."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    children = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{run_id}'")
+    found = {child.data.tags[IMAGE_TAG]: run_animation(client, child.info.run_id) for child in children}
+    return {image_id: animation for image_id, animation in found.items() if animation is not None}
 
 
 def originals(client: MlflowClient, runs: pd.DataFrame) -> dict[tuple[str, int], np.ndarray]:

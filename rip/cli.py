@@ -11,6 +11,7 @@ import click
 from analysis.cli import analyze, export
 from rip import artefacts
 from rip.config import DTYPES, RANDOM_NUMBERS, RESAMPLING_FILTERS, RunConfig, parse_metrics
+from rip.demo.cli import demo
 from rip.failures import USER_ERRORS, sigterm_interrupts
 from rip.protocol.masks import MASK_ORDERS
 from rip.sweeps.cli import sweep
@@ -239,6 +240,7 @@ def _prefetch(ctx, preset, overrides, metrics, scheduler, **options):
 
 main.add_command(analyze)
 main.add_command(export)
+main.add_command(demo)
 main.add_command(prefetch_command(run))  # takes `run`'s configuration options
 main.add_command(submit)
 main.add_command(sweep)

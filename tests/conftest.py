@@ -247,3 +247,29 @@ def postgres_url():
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+class DemoServer:
+    """`rip demo`'s app served on a loopback port, its runs going to `tracking_uri`."""
+
+    def __init__(self, tracking_uri: str, experiment: str, folder: Path):
+        from rip.demo.cli import make_app
+
+        self.experiment = experiment
+        self.app, self.runner = make_app(tracking_uri, experiment, uploads=folder / "uploads",
+                                         spool_root=folder / "spool")
+        self.app.launch(server_name="127.0.0.1", server_port=free_port(), quiet=True, prevent_thread_lock=True,
+                        ssr_mode=False)
+        self.url = self.app.local_url
+
+    def close(self) -> None:
+        self.runner.stop_all()
+        self.app.close()
+
+
+@pytest.fixture(scope="session")
+def demo_server(mlflow_server, tmp_path_factory):
+    """The demo, its runs into experiment `demo-tests` of the test server."""
+    server = DemoServer(mlflow_server.uri, "demo-tests", tmp_path_factory.mktemp("demo"))
+    yield server
+    server.close()

@@ -336,3 +336,15 @@ def test_pad_color_and_resample_are_conditions():
     nearest = letterbox(image, 40, resample="nearest")
     assert (nearest[10:30] == np.asarray(image.resize((40, 20), Image.Resampling.NEAREST))).all()
     assert not (nearest[10:30] == white[10:30]).all()
+
+
+def test_a_pick_takes_the_images_of_those_ids_in_the_sets_order(tmp_path):
+    write_images(tmp_path, ["a.png", "b.png", "c.png"])
+    assert [s.id for s in resolve_image_set("sample#astronaut", 0)] == ["astronaut"]
+    assert [s.id for s in resolve_image_set(f"{tmp_path}#c.png,a.png", 0)] == ["a.png", "c.png"]
+    assert [s.id for s in resolve_image_set("sample:8@0#" + resolve_image_set("sample:8@0", 0)[3].id, 5)] == \
+        [resolve_image_set("sample:8@0", 0)[3].id]
+    with pytest.raises(ValueError, match=r"picks nobody, not an image of the set .*its ids: astronaut, camera"):
+        resolve_image_set("sample#nobody", 0)
+    with pytest.raises(ValueError, match="picks no id"):
+        resolve_image_set("sample#", 0)

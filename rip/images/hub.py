@@ -111,6 +111,15 @@ def dataset_images(dataset: HubDataset, count: int, seed: int, spec: str, progre
     ]
 
 
+def rows_cached(dataset: HubDataset, count: int, seed: int, spec: str) -> bool:
+    """Whether the `count` rows that `seed` draws of `dataset` are all in its cache (no network asked)."""
+    path = dataset.cache / "manifest.json"
+    if not path.is_file():
+        return False
+    indices = draw_indices(sum(json.loads(path.read_text())["rows"]), count, seed, spec)
+    return all((dataset.cache / f"{index:05d}.png").is_file() for index in indices)
+
+
 def _manifest(dataset: HubDataset, folder: Path) -> dict:
     """The split's parquet files, their row counts and the dataset's features (cached)."""
     path = folder / "manifest.json"

@@ -43,9 +43,13 @@ def resolve_image_set(spec: str, seed: int, progress: bool = False) -> list[Sour
 
     A count may fix its own draw seed, `wikiart:100@0`, so that runs of different seeds share
     the same images; `SET/M` (or `SET/M@T`) draws M images of SET with the seed of SET's draw
-    (or T): `wikiart:100@0/10` is ten of the hundred images of `wikiart:100@0`. `progress` shows
-    a bar while dataset rows are downloaded.
+    (or T): `wikiart:100@0/10` is ten of the hundred images of `wikiart:100@0`. `SET#ID[,ID...]`
+    picks SET's images of those ids, in SET's order: `sample#astronaut`. `progress` shows a bar
+    while dataset rows are downloaded.
     """
+    base, hash_sign, picked = spec.rpartition("#")
+    if hash_sign and base and not Path(spec).expanduser().is_dir():
+        return _pick(resolve_image_set(base, seed, progress), picked, spec)
     base, slash, sub = spec.rpartition("/")
     if slash and base and _SUBDRAW.fullmatch(sub) and not Path(spec).expanduser().is_dir():
         images = resolve_image_set(base, seed, progress)
@@ -87,6 +91,17 @@ def _parse_count(spec: str, text: str) -> int:
 
 def _draw(images: list[SourceImage], count: int, seed: int, spec: str) -> list[SourceImage]:
     return [images[i] for i in draw_indices(len(images), count, seed, spec)]
+
+def _pick(images: list[SourceImage], picked: str, spec: str) -> list[SourceImage]:
+    """The images of `images` whose ids `picked` lists (comma-separated), in the set's order."""
+    wanted = [name.strip() for name in picked.split(",")]
+    ids = [image.id for image in images]
+    unknown = [name for name in wanted if name not in ids]
+    if not picked.strip() or unknown:
+        shown = ", ".join(ids[:12]) + (", ..." if len(ids) > 12 else "")
+        raise ValueError(f"image set {spec!r} picks {', '.join(unknown) or 'no id'}, not an image of the set "
+                         f"(its ids: {shown})")
+    return [image for image in images if image.id in wanted]
 
 def _sample_images() -> list[SourceImage]:
     return [
