@@ -39,6 +39,7 @@ SCENARIOS = (
     Models("one model drifts 5 % more (the threshold: M1's claim is false)", drift=(1.0, 1.0, 1.05)),
     Models("one model drifts 10 % more", drift=(1.0, 1.0, 1.1)),
     Models("one model drifts 25 % more", drift=(1.0, 1.0, 1.25)),
+    Models("one model drifts 25 % more, 10 images", drift=(1.0, 1.0, 1.25), study=replace(COMPARISON, images=10)),
 )
 
 

@@ -8,15 +8,20 @@ compared inside it, per mask and distance, and pooled:
   averaged first);
 - finding M1, in the study's verdicts' terms (`analysis.findings`): each image's level (its mean
   distance over the checkpoints from 50 % to the last every run reached, mean over its runs)
-  under each model, paired by image (the images with a level under every model). The test
-  across models is Friedman's (Wilcoxon's signed-rank test for two models); the effect is the
-  least stable model's mean level over the most stable one's, with a bootstrap 95 % interval
-  over images that picks the two models anew in each resample. M1 holds when the interval lies
-  above 1 + min_effect and the Holm-adjusted p (over M1's rows) is below alpha. Pooled: each
-  image's levels over its scope's mean level, averaged over masks and distances;
+  under each model, paired by image (the images with a level under every model). The claim is
+  that some model's mean level exceeds another's by more than min_effect: every ordered pair of
+  models is tested (the ratio of their mean levels above 1 + min_effect, one-sided paired t-test
+  with Fieller's interval, as `analysis.effects.ratio_of_means`), Bonferroni over the pairs
+  (their intervals at 1 − 5 %/pairs), and the models must differ at all (Friedman's test across
+  them, Wilcoxon's signed-rank test for two): the row's p is the larger of the two
+  (intersection–union), its effect the pair with the smallest p, usually the least over the most
+  stable model. M1 holds when that pair's interval lies above 1 + min_effect and the
+  Holm-adjusted p (over M1's rows) is below alpha. Testing every pair, not the pair the data
+  picked, keeps a false "holds" rare where the models differ by no more than min_effect.
+  Pooled: each image's levels over its scope's mean level, averaged over masks and distances;
 - the ranking: each model's mean rank over images (1 = stays closest to its original) with its
-  bootstrap 95 % interval; the same resamples as the effect's, seeded by the scope, so the same
-  runs give the same intervals;
+  bootstrap 95 % interval over images, seeded by the scope, so the same runs give the same
+  intervals;
 - the saturation fit of each model's mean curve and the chosen drift model side by side, and
   the complexity of the generations per model where runs logged it.
 """
@@ -33,7 +38,7 @@ from analysis import statistics
 from analysis.complexity import MEASURE_LABELS, complexity_table
 from analysis.document import Section, Table, Text
 from analysis.drift_model import model_table, run_fits
-from analysis.effects import Effect
+from analysis.effects import CONFIDENCE, Effect, ratios_of_means
 from analysis.findings import decide, effect_row
 from analysis.frames import condition_keys, distances, groups, last_common_percent, varying
 from analysis.rules import Rules
@@ -45,7 +50,7 @@ CLAIMS = {FINDING: "the inpainting models differ in stability (how far the image
 MODEL_KEYS = ("model", "model_revision")  # what tells models apart; the other varying parameters are conditions
 FIRST_PERCENT = 50  # as the study's verdicts: checkpoints from 50 % on
 RESAMPLES = 2000  # bootstrap resamples of the images per scope
-STATISTIC = "least / most stable model's mean level"
+STATISTIC = "mean level, model / model"
 
 
 def compares_models(frame: pd.DataFrame) -> bool:
@@ -71,34 +76,49 @@ def model_ranking(frame: pd.DataFrame, rules: Rules = Rules()) -> pd.DataFrame:
     return pd.DataFrame(ranking)
 
 
-def compare_levels(levels: pd.DataFrame, rules: Rules = Rules(), seed: int = 0) -> tuple[Effect | None, pd.DataFrame, str]:
+def compare_levels(levels: pd.DataFrame, rules: Rules = Rules(), seed: int = 0
+                   ) -> tuple[Effect | None, str, pd.DataFrame, str]:
     """M1 on one scope: `levels` is images × models (one level each, no gaps).
 
-    Returns the effect (None with fewer than 3 images or a most stable model at level 0), the
-    ranking (a row per model, most stable first) and a note. `seed` seeds the bootstrap.
+    Returns the effect of the pair of models with the smallest p (None with fewer than 3 images or a
+    model at level 0) with its p-value replaced by the row's (see the module docstring), that pair
+    as "model / model", the ranking (a row per model, most stable first) and a note. `seed` seeds
+    the ranking's bootstrap.
     """
     values = levels.to_numpy(dtype=float)
     n, k = values.shape
+    ranking = _ranking(levels, seed)
+    if n < 3 or not np.all(values.mean(axis=0) > 0):
+        why = f"{n} image(s) with a level under every model" if n < 3 else "a model at level 0: no ratio"
+        return None, "", ranking, why
+    pairs = [(i, j) for i in range(k) for j in range(k) if i != j]
+    bound = 1 + rules.min_effect
+    tested = ratios_of_means(values[:, [i for i, _ in pairs]], values[:, [j for _, j in pairs]], bound, "greater",
+                             confidence=1 - (1 - CONFIDENCE) / len(pairs))
+    best = int(np.nanargmin([effect.p_value for effect in tested]))
+    across, test = _test(values)
+    pair_p = min(1.0, len(pairs) * tested[best].p_value)
+    effect = Effect(tested[best].value, tested[best].low, tested[best].high, max(across, pair_p), n)
+    i, j = pairs[best]
+    note = f"{test}; the pair's p × {len(pairs)} pairs = {pair_p:.3g}"
+    return effect, f"{levels.columns[i]} / {levels.columns[j]}", ranking, note
+
+
+def _ranking(levels: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """A row per model, most stable first: mean level, mean rank over images with its bootstrap 95 % interval."""
+    values = levels.to_numpy(dtype=float)
+    n, k = values.shape
+    if n == 0:
+        return pd.DataFrame({"model": levels.columns, "place": np.arange(1, k + 1), "mean_level": np.nan,
+                             "mean_rank": np.nan, "rank_low": np.nan, "rank_high": np.nan, "n": 0})
     ranks = stats.rankdata(values, axis=1)
-    resampled = np.random.default_rng(seed).integers(0, n, (RESAMPLES, n)) if n else np.zeros((0, 0), int)
-    rank_draws = ranks[resampled].mean(axis=1) if n else np.full((1, k), np.nan)
-    ranking = pd.DataFrame({"model": levels.columns, "mean_level": values.mean(axis=0) if n else np.nan,
-                            "mean_rank": ranks.mean(axis=0) if n else np.nan,
-                            "rank_low": np.percentile(rank_draws, 2.5, axis=0),
-                            "rank_high": np.percentile(rank_draws, 97.5, axis=0), "n": n})
+    draws = ranks[np.random.default_rng(seed).integers(0, n, (RESAMPLES, n))].mean(axis=1)
+    ranking = pd.DataFrame({"model": levels.columns, "mean_level": values.mean(axis=0), "mean_rank": ranks.mean(axis=0),
+                            "rank_low": np.percentile(draws, 2.5, axis=0),
+                            "rank_high": np.percentile(draws, 97.5, axis=0), "n": n})
     ranking = ranking.sort_values(["mean_rank", "mean_level"], kind="stable").reset_index(drop=True)
     ranking.insert(1, "place", np.arange(1, k + 1))
-    means = values.mean(axis=0) if n else np.full(k, np.nan)
-    if n < 3 or not np.all(means > 0):
-        why = f"{n} image(s) with a level under every model" if n < 3 else "a model at level 0: no ratio"
-        return None, ranking, why
-    draws = values[resampled].mean(axis=1)
-    with np.errstate(divide="ignore"):
-        ratios = draws.max(axis=1) / draws.min(axis=1)
-    p, test = _test(values)
-    low, high = np.percentile(ratios, [2.5, 97.5])
-    effect = Effect(float(means.max() / means.min()), float(low), float(high), p, n)
-    return effect, ranking, test
+    return ranking
 
 
 def _test(values: np.ndarray) -> tuple[float, str]:
@@ -119,10 +139,10 @@ def _compare(frame: pd.DataFrame, rules: Rules) -> tuple[list[dict], list[dict]]
     d = d.assign(model=model_names(d))
     keys = [key for key in condition_keys(frame) if key not in MODEL_KEYS]
     rows, ranking = [], []
-    rule = (f"each image's mean distance from {FIRST_PERCENT} % to the last checkpoint, paired by image across the "
-            "models: Friedman (Wilcoxon for two models); the least over the most stable model's mean level, "
-            f"bootstrap 95 % over images: holds when above {1 + rules.min_effect:g} and Holm p < {rules.alpha} (Holm "
-            "over M1's rows)")
+    rule = (f"each image's mean distance from {FIRST_PERCENT} % to the last checkpoint, paired by image: every "
+            "ordered pair of models' ratio of mean levels (one-sided paired t, Fieller, Bonferroni over the pairs) and "
+            "Friedman across the models (Wilcoxon for two), the larger p: holds when the pair's interval lies above "
+            f"{1 + rules.min_effect:g} and Holm p < {rules.alpha} (Holm over M1's rows)")
     for values, group in (d.groupby(keys, sort=True, dropna=False) if keys else [((), d)]):
         values = values if isinstance(values, tuple) else (values,)
         context = ", ".join(f"{k}={v}" for k, v in zip(keys, values))
@@ -135,7 +155,7 @@ def _compare(frame: pd.DataFrame, rules: Rules) -> tuple[list[dict], list[dict]]
         if len(scopes) > 1:
             pooled = _pooled([levels for levels, _ in scopes.values()])
             rows.append(_row(pooled, rules, rule, context, ranking, mask=POOLED, metric=POOLED, checkpoints="",
-                             statistic="least / most stable model's mean relative level"))
+                             statistic="mean relative level, model / model"))
     return rows, ranking
 
 
@@ -144,18 +164,17 @@ def _row(levels: pd.DataFrame, rules: Rules, rule: str, context: str, ranking: l
     """M1's row for one scope; its ranking's records are appended to `ranking`."""
     seed = zlib.crc32(f"{context}|{mask}|{metric}".encode())
     complete = levels.dropna()
-    effect, ranked, note = compare_levels(complete, rules, seed)
+    effect, pair, ranked, note = compare_levels(complete, rules, seed)
     ranking += [{"context": context, "mask": mask, "metric": metric, **record} for record in ranked.to_dict("records")]
-    order = " < ".join(ranked["model"])
     left_out = len(levels) - len(complete)
     if left_out:
         note += f"; {left_out} image(s) without a level under every model left out"
     if effect is not None:
-        note = "; ".join([note] + [f"{r.model} {r.mean_level:.4g} (rank {r.mean_rank:.2f} [{r.rank_low:.2f}, "
-                                   f"{r.rank_high:.2f}])" for r in ranked.itertuples()])
+        note = "; ".join([f"{pair}", note] + [f"{r.model} {r.mean_level:.4g} (rank {r.mean_rank:.2f} [{r.rank_low:.2f}, "
+                                              f"{r.rank_high:.2f}])" for r in ranked.itertuples()])
     return effect_row(FINDING, CLAIMS[FINDING], context, effect, statistic=statistic, side="greater",
-                      bound=1 + rules.min_effect, rule=rule, mask=mask, metric=metric, compared=order,
-                      checkpoints=checkpoints, note=note)
+                      bound=1 + rules.min_effect, rule=rule, mask=mask, metric=metric,
+                      compared=" < ".join(ranked["model"]), checkpoints=checkpoints, note=note)
 
 
 def _levels(curve: pd.DataFrame, last: int) -> pd.DataFrame:
@@ -277,7 +296,7 @@ def models_section(frame: pd.DataFrame, out, rules: Rules = Rules()) -> Section 
         "The models compared on the same images, masks and distances. Finding M1 (in the verdict table above, "
         "Holm-adjusted as a family of its own) tests whether they differ: each image's level (its mean distance from "
         f"{FIRST_PERCENT} % to the last checkpoint) paired across the models, Friedman's test (Wilcoxon's for two "
-        "models), and the least over the most stable model's mean level with a bootstrap interval over images. The "
+        "models) and every pair of models' ratio of mean levels, Bonferroni over the pairs. The "
         "ranking gives each model's mean rank over images (1: stays closest to its original) with its bootstrap "
         "95 % interval.")]
     for label, rows in groups(frame, together=MODEL_KEYS):
