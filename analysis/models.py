@@ -88,8 +88,9 @@ def compare_levels(levels: pd.DataFrame, rules: Rules = Rules(), seed: int = 0
     values = levels.to_numpy(dtype=float)
     n, k = values.shape
     ranking = _ranking(levels, seed)
-    if n < 3 or not np.all(values.mean(axis=0) > 0):
-        why = f"{n} image(s) with a level under every model" if n < 3 else "a model at level 0: no ratio"
+    if k < 2 or n < 3 or not np.all(values.mean(axis=0) > 0):
+        why = ("one model in this condition" if k < 2 else f"{n} image(s) with a level under every model" if n < 3
+               else "a model at level 0: no ratio")
         return None, "", ranking, why
     pairs = [(i, j) for i in range(k) for j in range(k) if i != j]
     bound = 1 + rules.min_effect
@@ -186,8 +187,12 @@ def _levels(curve: pd.DataFrame, last: int) -> pd.DataFrame:
 
 
 def _pooled(scopes: list[pd.DataFrame]) -> pd.DataFrame:
-    """Each image's levels over its scope's mean level, averaged over the scopes (images in every one)."""
-    relative = [levels.dropna() / levels.dropna().to_numpy().mean() for levels in scopes]
+    """Each image's levels over its scope's mean level, averaged over the scopes that hold every model
+    (the images in every one)."""
+    models = set().union(*(levels.columns for levels in scopes))
+    relative = [levels.dropna() / levels.dropna().to_numpy().mean() for levels in scopes if set(levels.columns) == models]
+    if not relative:
+        return pd.DataFrame(columns=sorted(models), dtype=float)
     return pd.concat(relative, keys=range(len(relative))).groupby(level=1).mean().reindex(
         sorted(set.intersection(*(set(levels.index) for levels in relative))))
 
