@@ -2,7 +2,7 @@
 alike by construction, and its power where one drifts more; see analysis/model_simulation.py. Prints a
 Markdown table (the one in docs/models.md).
 
-    .venv/bin/python scripts/calibrate_models.py [--sims 200] [--seed 0]
+    .venv/bin/python scripts/calibrate_models.py [--sims 100] [--seed 0]
 """
 
 import argparse
@@ -20,7 +20,7 @@ from analysis.summary import to_markdown  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sims", type=int, default=200, help="simulated comparisons per scenario")
+    parser.add_argument("--sims", type=int, default=100, help="simulated comparisons per scenario")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     start = time.perf_counter()
