@@ -21,6 +21,7 @@ from analysis.frames import comparisons, default_metric, distances, groups, slug
 from analysis.image_properties import image_properties
 from analysis.labels import label_breakdown, label_tests
 from analysis.links import experiment_url, run_url
+from analysis.models import model_verdicts, models_section
 from analysis.questions import question_verdicts, questions_section
 from analysis.style import FORMATS, metric_label
 from analysis.summary import summary_table, to_markdown
@@ -63,7 +64,8 @@ def write_report(
     uri = tracking_uri or (client.tracking_uri if client is not None else None)
     document = Document(TITLE)
     # 1. The verdicts, on every run
-    findings = pd.concat([verdicts(frame, rules), question_verdicts(frame, rules, metric)], ignore_index=True)
+    tables = [verdicts(frame, rules), question_verdicts(frame, rules, metric), model_verdicts(frame, rules)]
+    findings = pd.concat([table for table in tables if not table.empty], ignore_index=True)
     counts = completeness(frame)
     out.table(findings, "verdicts.csv")
     out.table(counts, "completeness.csv")
@@ -98,6 +100,9 @@ def write_report(
     questions = questions_section(measured, out, metric)
     if questions is not None:
         document.sections.append(questions)
+    models = models_section(measured, out, rules)
+    if models is not None:
+        document.sections.append(models)
     # 7. Filmstrips from the logged generations
     if client is not None and filmstrips > 0 and stability is not None:
         document.sections.append(_filmstrips(client, frame, stability, out, filmstrips, uri))

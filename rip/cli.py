@@ -106,7 +106,7 @@ def main():
 @click.option("--resample", type=click.Choice(RESAMPLING_FILTERS), default=DEFAULTS.resample, show_default=True,
               help="Filter that scales images to --size.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True,
-              help="Model precision; auto: fp16 on CUDA, fp32 elsewhere.")
+              help="Model precision; auto: on CUDA bf16 for FLUX.1, fp16 for other models; fp32 elsewhere.")
 @click.option("--skip-guidance", type=bool, default=DEFAULTS.skip_guidance, show_default=True,
               help="Skip classifier-free guidance with an empty prompt (same result, half the work); "
                    "false runs the pipeline's exact default call.")

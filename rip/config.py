@@ -61,7 +61,7 @@ class RunConfig:
     random_numbers: str = "independent"  # see RANDOM_NUMBERS
     pad_color: str = "white"  # the letterbox bands ("blank areas are added"); any PIL colour
     resample: str = "lanczos"  # filter that scales images to `size`
-    dtype: str = "auto"  # auto: fp16 on CUDA, fp32 elsewhere; or fp32, fp16, bf16
+    dtype: str = "auto"  # auto: on CUDA the family's half precision (bf16 for FLUX.1, else fp16), fp32 elsewhere
     skip_guidance: bool = True  # skip classifier-free guidance when it cannot change the result
     safety_checker: bool = False  # run the model's safety checker, when it ships one
     batch_size: int = 4  # images inpainted per pipeline call

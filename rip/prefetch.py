@@ -80,8 +80,8 @@ def needs(configs: Sequence[RunConfig]) -> list[Need]:
     found: dict[str, Need] = {}
     for config in configs:
         if is_diffusers_model(config.model):
-            for dtype in _dtypes(config):
-                item = _model(config, dtype)
+            for dtype, device in _dtypes(config):
+                item = _model(config, dtype, device)
                 found.setdefault(item.name, item)
         for metric in config.metrics:
             if metric.startswith("lpips-"):
@@ -108,28 +108,29 @@ def offline():
         yield
 
 
-def _dtypes(config: RunConfig) -> list[str]:
-    """The dtypes the runs of `config` load the model in: with dtype and device auto on a machine without
-    CUDA, both that of CUDA (fp16) and that of other devices (fp32)."""
+def _dtypes(config: RunConfig) -> list[tuple[str, str]]:
+    """(dtype, device) pairs the runs of `config` load the model for: with dtype and device auto on a
+    machine without CUDA, both CUDA (the family's half precision) and other devices (fp32)."""
     if config.dtype != "auto":
-        return [config.dtype]
+        return [(config.dtype, "cpu")]
     if config.device == "auto":
         import torch
 
-        return ["fp16"] if torch.cuda.is_available() else ["fp16", "fp32"]
-    return ["fp16"] if config.device.startswith("cuda") else ["fp32"]
+        return [("auto", "cuda")] if torch.cuda.is_available() else [("auto", "cuda"), ("auto", "cpu")]
+    return [("auto", "cuda" if config.device.startswith("cuda") else "cpu")]
 
 
-def _model(config: RunConfig, dtype: str) -> Need:
-    from rip.inpainters.diffusion import DTYPES, load_pipeline
+def _model(config: RunConfig, dtype: str, device: str) -> Need:
+    from rip.inpainters.diffusion import load_pipeline
 
     model, revision = config.model, config.revision
-    files = "fp16 variant where it has one" if dtype == "fp16" else f"{dtype}"
+    named = {"auto": "fp16" if device == "cuda" else "fp32"}.get(dtype, dtype)  # the files: fp16 variants on CUDA
+    files = "fp16 variant where it has one" if named == "fp16" else named
     at = f" @ {revision[:12]}" if revision else ""
 
     def load() -> str:
         with _no_loading_bars():  # the downloads keep theirs
-            _, loaded, _ = load_pipeline(model, DTYPES[dtype], revision=revision,
+            _, loaded, _ = load_pipeline(model, dtype, device=device, revision=revision,
                                          safety_checker=config.safety_checker)
         size = sum(file.size for file in loaded.files)
         return (f"{len(loaded.files)} weight file(s), {_bytes(size)}, {loaded.revision}"

@@ -19,7 +19,7 @@ from transformers import (CLIPConfig, CLIPImageProcessor, CLIPTextConfig, CLIPTe
 from rip.cli import main
 from rip.config import RunConfig
 from rip.inpainters import load_inpainter
-from rip.inpainters.diffusion import DiffusionInpainter, speed_up
+from rip.inpainters.diffusion import DiffusionInpainter, load_pipeline, resolve_dtype, speed_up
 from rip.inpainters.tiny import tiny_tokenizer
 from tests.conftest import random_image
 
@@ -235,3 +235,32 @@ def test_autopipeline_does_not_know_flux_fill_so_it_loads_as_saved(tmp_path):
     with pytest.raises(ValueError, match="can't find a pipeline linked to FluxFillPipeline"):
         AutoPipelineForInpainting.from_pretrained(tmp_path)
     assert type(load(tmp_path).pipeline).__name__ == "FluxFillPipeline"
+
+
+@pytest.mark.parametrize("dtype, device, pipeline_class, expected", [
+    ("auto", "cuda", "FluxFillPipeline", torch.bfloat16),  # FLUX.1's activations overflow fp16
+    ("auto", "cuda:1", "FluxInpaintPipeline", torch.bfloat16),
+    ("auto", "cuda", "StableDiffusionInpaintPipeline", torch.float16),
+    ("auto", "cuda", "StableDiffusionXLInpaintPipeline", torch.float16),
+    ("auto", "cuda", "KandinskyV22InpaintPipeline", torch.float16),
+    ("auto", "cuda", "", torch.float16),
+    ("auto", "cpu", "FluxFillPipeline", torch.float32),
+    ("auto", "mps", "StableDiffusionInpaintPipeline", torch.float32),
+    ("fp16", "cuda", "FluxFillPipeline", torch.float16),  # a named dtype is never overridden
+    ("bf16", "cpu", "StableDiffusionInpaintPipeline", torch.bfloat16),
+])
+def test_dtype_auto_picks_each_familys_half_precision_on_cuda(dtype, device, pipeline_class, expected):
+    assert resolve_dtype(dtype, device, pipeline_class) == expected
+
+
+@pytest.mark.parametrize("name, expected", [("sd15", torch.float16),
+                                            pytest.param("flux-fill", torch.bfloat16, marks=pytest.mark.slow)])
+def test_dtype_auto_for_cuda_is_resolved_from_the_saved_pipeline_and_logged(name, expected, tmp_path):
+    """The model's own model_index.json names its family; the pipeline loads (on the CPU) in that precision."""
+    BUILDERS[name]().save_pretrained(tmp_path)
+    pipeline, _, _ = load_pipeline(str(tmp_path), "auto", device="cuda")
+    denoiser = getattr(pipeline, "unet", None) or pipeline.transformer
+    assert {denoiser.dtype, pipeline.vae.dtype} == {expected}
+    assert DiffusionInpainter(pipeline, name=name).params()["resolved_dtype"] == str(expected)
+    cpu, _, _ = load_pipeline(str(tmp_path), "auto", device="cpu")
+    assert (getattr(cpu, "unet", None) or cpu.transformer).dtype == torch.float32

@@ -86,7 +86,7 @@ def load_inpainter(config, device: str):
         if config.scheduler is not None:
             replace_scheduler(pipeline, config.scheduler)
         tags = {TINY_TAG: "true: a randomly initialised tiny pipeline, for tests and smoke runs"}
-        dtype = resolve_dtype(config.dtype, device)
+        dtype = resolve_dtype(config.dtype, device, type(pipeline).__name__)
         # built in fp32: casting only when another dtype is asked avoids diffusers' cast warning
         pipeline = pipeline.to(device) if dtype == torch.float32 else pipeline.to(device, dtype)
         files = ModelFiles("tiny", "tiny-seed0")

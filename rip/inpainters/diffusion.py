@@ -24,6 +24,9 @@ from rip.tracking.tags import MODEL_SHA256_TAG, PUBLISHED_SHA256_TAG, SAFETY_CHE
 
 HUB_CONNECT_TIMEOUT_S = 5
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+HALF_PRECISION = {"Flux": torch.bfloat16}
+"""The half precision `dtype` auto loads on CUDA, by the prefix of the pipeline class in the model's
+model_index.json: bf16 for FLUX.1, whose activations overflow fp16's range; fp16 for every other family."""
 SCHEDULER_CLASSES = {
     "ddim": DDIMScheduler,
     "pndm": PNDMScheduler,
@@ -128,13 +131,13 @@ class DiffusionInpainter(Inpainter):
         **options,
     ) -> "DiffusionInpainter":
         """Load a hub id (at `revision`: a commit, branch or tag; '' = the default branch) or a local
-        folder in `dtype` (auto: fp16 on CUDA, fp32 elsewhere); in fp16, the repository's `fp16`
-        variant files where it has them.
+        folder in `dtype` (auto: see `resolve_dtype`); in fp16, the repository's `fp16` variant files
+        where it has them.
 
         The safety checker a model ships is left out unless `safety_checker` is set. What was
         loaded (commit, variant, the SHA-256 of each weight file) is in `files`.
         """
-        pipeline, files, ships_checker = load_pipeline(model, resolve_dtype(dtype, device), revision=revision,
+        pipeline, files, ships_checker = load_pipeline(model, dtype, device=device, revision=revision,
                                                        safety_checker=safety_checker)
         if scheduler is not None:
             replace_scheduler(pipeline, scheduler)
@@ -336,22 +339,27 @@ def check_schedule(scheduler, steps: int, strength: float) -> None:
         )
 
 
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """'auto' -> fp16 on CUDA, fp32 elsewhere; else the named dtype."""
-    if dtype == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return DTYPES[dtype]
+def resolve_dtype(dtype: str, device: str, pipeline_class: str = "") -> torch.dtype:
+    """The named dtype; 'auto' -> on CUDA the half precision of `pipeline_class`'s family (HALF_PRECISION:
+    bf16 for FLUX.1, else fp16), fp32 elsewhere."""
+    if dtype != "auto":
+        return DTYPES[dtype]
+    if not device.startswith("cuda"):
+        return torch.float32
+    return next((half for prefix, half in HALF_PRECISION.items() if pipeline_class.startswith(prefix)), torch.float16)
 
 
-def load_pipeline(model: str, dtype: torch.dtype, *, revision: str = "",
+def load_pipeline(model: str, dtype: str, *, device: str = "cpu", revision: str = "",
                   safety_checker: bool = False) -> tuple[DiffusionPipeline, ModelFiles, bool]:
-    """Load a hub id (at `revision`; '' = the default branch) or a folder in `dtype`, on the CPU, as
+    """Load a hub id (at `revision`; '' = the default branch) or a folder in `dtype` as resolved for
+    `device` and the model's pipeline class (`resolve_dtype`), on the CPU, as
     `DiffusionInpainter.from_pretrained` does, downloading what the cache lacks when the hub is
     reachable: the pipeline, what it was loaded from, and whether the model ships a safety checker."""
     local_only = _hub_unreachable(model)
     with warnings.catch_warnings():  # diffusers still passes huggingface_hub a deprecated argument
         warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
         index, folder = model_index(model, revision, local_only)
+        dtype = resolve_dtype(dtype, device, index.get("_class_name", ""))
         ships_checker = bool(index.get("safety_checker") and index["safety_checker"][0])
         if safety_checker and not ships_checker:
             raise ModelUnavailableError(f"model {model!r} ships no safety checker; run it with safety_checker=false")
