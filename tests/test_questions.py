@@ -20,7 +20,7 @@ from rip.images.letterbox import letterbox_with_box
 from rip.inpainters import load_inpainter
 from rip.inpainters.base import Inpainter
 from rip.metrics import load_metrics
-from rip.metrics.complexity import COMPLEXITY_KEYS
+from rip.metrics.complexity import COMPLEXITY_KEYS, complexity
 from rip.protocol.engine import Checkpoint, ImageTask, RecursiveInpainting
 from rip.protocol.masks import expected_coverage
 
@@ -39,7 +39,8 @@ class Identity(Inpainter):
 
 
 def recursion_frame(config: RunConfig, inpainter: Inpainter) -> pd.DataFrame:
-    """The tidy frame (as `load_results` gives it) of six letterboxed photographs under `config`."""
+    """The tidy frame (as `load_results` gives it) of the letterboxed photographs under `config`, with the
+    complexity of each checkpoint measured as the recorder measures it."""
     tasks = []
     for name in PICTURES:
         array, box = letterbox_with_box(Image.fromarray(getattr(data, name)()), config.size)
@@ -49,7 +50,8 @@ def recursion_frame(config: RunConfig, inpainter: Inpainter) -> pd.DataFrame:
                  image_id=event.image_id, model=inpainter.name, mask=config.mask, seed=config.seed, metric=key,
                  percent=event.percent, iteration=event.iteration, value=value, status="FINISHED", size=config.size,
                  mask_order=config.mask_order, images="skimage", paste_back=False)
-            for event in engine.run(tasks) if isinstance(event, Checkpoint) for key, value in event.values.items()]
+            for event in engine.run(tasks) if isinstance(event, Checkpoint)
+            for key, value in {**event.values, **complexity(event.image, event.box)}.items()]
     return pd.DataFrame(rows)
 
 
