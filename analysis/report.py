@@ -24,6 +24,8 @@ from analysis.links import experiment_url, run_url
 from analysis.questions import question_verdicts, questions_section
 from analysis.style import FORMATS, metric_label
 from analysis.summary import summary_table, to_markdown
+from analysis.collapse import collapse_section, collapse_verdicts
+from analysis.collection import Collection
 from analysis.cubes import completeness
 from analysis.load import finished_runs
 from analysis.rules import Rules
@@ -45,6 +47,7 @@ def write_report(
     tracking_uri: str | None = None,
     rules: Rules = Rules(),
     include_unfinished: bool = False,
+    collection: Collection | None = None,
 ) -> list[Path]:
     """Write every output for `frame` into `folder`; return the files written.
 
@@ -56,14 +59,17 @@ def write_report(
     per group and mask, spread from the most to the least stable) and the image properties
     related to stability. `metric` picks the metric of the variability figure, the stability
     ranking, the label breakdown and the filmstrip captions (default: lpips_vgg, else the first
-    distance). Figures are written as PNG (at `dpi`), SVG and PDF. Run links open the MLflow UI
+    distance). With a `collection` (`analysis.collection.collect`), its verdicts join the table and
+    its section the report. Figures are written as PNG (at `dpi`), SVG and PDF. Run links open the MLflow UI
     of `tracking_uri` (default: the client's) when it is an http(s) server.
     """
     out = _Outputs(Path(folder), dpi)
     uri = tracking_uri or (client.tracking_uri if client is not None else None)
     document = Document(TITLE)
     # 1. The verdicts, on every run
-    findings = pd.concat([verdicts(frame, rules), question_verdicts(frame, rules, metric)], ignore_index=True)
+    findings = pd.concat([verdicts(frame, rules), question_verdicts(frame, rules, metric)]
+                         + ([collapse_verdicts(frame, collection, rules)] if collection is not None else []),
+                         ignore_index=True)
     counts = completeness(frame)
     out.table(findings, "verdicts.csv")
     out.table(counts, "completeness.csv")
@@ -98,6 +104,8 @@ def write_report(
     questions = questions_section(measured, out, metric)
     if questions is not None:
         document.sections.append(questions)
+    if collection is not None:
+        document.sections.append(collapse_section(frame, collection, out, metric))
     # 7. Filmstrips from the logged generations
     if client is not None and filmstrips > 0 and stability is not None:
         document.sections.append(_filmstrips(client, frame, stability, out, filmstrips, uri))

@@ -53,6 +53,11 @@ BEST_PARAM_TAG = "rip.best"  # rip.best.<parameter>, on the study run
 IMAGES_CONTEXT = "images"  # the context of the image set's dataset input
 MODEL_FILES_ARTIFACT = "model_files.json"  # the weight files loaded, with their SHA-256
 
+# configuration runs: what `rip analyze` computed from their images and logged back (analysis.collection)
+SET_CACHE_TAG = "rip.set_cache"  # rip.set_cache.<part>: a digest of the image runs and checkpoints the part used
+SET_CACHE_FOLDER = "set-measures"  # the artifact folder holding each part's values
+SET_PREFIX = "set-"  # set-diversity-<metric>, set-kid-<features>, ...: metrics at step = percent
+
 # image keys (MLflow's log_image), at step = percent inpainted
 UI_IMAGE_KEY = "generation"  # image runs: the generation (the original at 0)
 GRID_KEY = "generation_grid"  # configuration runs: every image's generation side by side
