@@ -72,11 +72,6 @@ def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinis
     logger = logging.getLogger("analysis")
     logger.addHandler(handler)
     try:
-        if features != "none":
-            try:
-                check_features(features)
-            except FeaturesUnavailableError as error:
-                raise click.ClickException(str(error)) from error
         client = MlflowClient(tracking_uri)
         experiments = [name for name in experiments if name.strip()]
         keys = [key.strip() for key in metrics.split(",") if key.strip()]
@@ -91,6 +86,11 @@ def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinis
             raise click.ClickException(str(error)) from error
         except MlflowException as error:  # e.g. no server at that address
             raise click.ClickException(f"cannot read runs from {client.tracking_uri}: {error.message}") from error
+        if features != "none":  # before anything is written or logged
+            try:
+                check_features(features)
+            except FeaturesUnavailableError as error:
+                raise click.ClickException(str(error)) from error
         rules = Rules(alpha=alpha, min_effect=min_effect, agreement_rho=agreement_rho, large_cv=large_cv)
         collection = collect(client, shown, features) if features != "none" else None
         written = write_report(frame, output, client, filmstrips=filmstrips, metric=metric_key(metric) or None, dpi=dpi,

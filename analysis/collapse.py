@@ -47,11 +47,11 @@ def collapse_verdicts(frame: pd.DataFrame, collection: Collection, rules: Rules 
     configurations = _configurations(frame)
     rows = []
     for parent, info in configurations.items():
-        rows += _diversity_rows(collection.diversity[collection.diversity["parent_run_id"] == parent], info, rules)
+        rows += diversity_rows(collection.diversity[collection.diversity["parent_run_id"] == parent], info, rules)
         vectors = collection.vectors.get(parent)
         if vectors is not None:
-            rows += _distribution_rows(vectors, info, rules)
-    rows += _convergence_rows(convergence_table(frame, collection.cross_run), frame, rules)
+            rows += distribution_rows(vectors, info, rules)
+    rows += convergence_rows(convergence_table(frame, collection.cross_run), frame, rules)
     return decide(rows, rules)
 
 
@@ -89,7 +89,7 @@ def groups_kept(n: int) -> np.ndarray:
     return np.arange(n)[None, :] % g != np.arange(g)[:, None]
 
 
-def _diversity_rows(pairs: pd.DataFrame, info: dict, rules: Rules) -> list[dict]:
+def diversity_rows(pairs: pd.DataFrame, info: dict, rules: Rules) -> list[dict]:
     rows = []
     bound = 1 - rules.min_effect
     for metric, here in pairs.groupby("metric", sort=True):
@@ -119,7 +119,7 @@ def _diversity_rows(pairs: pd.DataFrame, info: dict, rules: Rules) -> list[dict]
     return rows
 
 
-def _distribution_rows(vectors, info: dict, rules: Rules) -> list[dict]:
+def distribution_rows(vectors, info: dict, rules: Rules) -> list[dict]:
     scope = dict(mask=info["mask"], metric="", compared=info["compared"])
     percents = [p for p in vectors.percents if p >= 50]
     common = np.isfinite(vectors.generations[:, [vectors.percents.index(p) for p in percents]]).all(axis=(1, 2)) \
@@ -160,7 +160,7 @@ def _distribution_rows(vectors, info: dict, rules: Rules) -> list[dict]:
                        bound=0, rule=prdc_rule, checkpoints=span, note=first_fall, **scope)]
 
 
-def _convergence_rows(table: pd.DataFrame, frame: pd.DataFrame, rules: Rules) -> list[dict]:
+def convergence_rows(table: pd.DataFrame, frame: pd.DataFrame, rules: Rules) -> list[dict]:
     if table.empty:
         return []
     keys = condition_keys(frame)

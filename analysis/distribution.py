@@ -71,9 +71,12 @@ def in_span(originals: np.ndarray, generations: np.ndarray) -> tuple[np.ndarray,
 
 def prdc(originals: np.ndarray, generations: np.ndarray) -> dict[str, float]:
     """Precision, recall, density and coverage with PRDC_K neighbours (the `prdc` package)."""
+    from joblib import parallel_config
     from prdc import compute_prdc
 
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints the set sizes
+    # it prints the set sizes; and it asks scikit-learn for 8 threads per distance matrix, which cost
+    # more than they save on these small matrices (and warn that the configuration is not passed on)
+    with contextlib.redirect_stdout(io.StringIO()), parallel_config(backend="sequential"):
         values = compute_prdc(real_features=originals, fake_features=generations, nearest_k=PRDC_K)
     return {name: float(value) for name, value in values.items()}
 
