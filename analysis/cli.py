@@ -101,8 +101,8 @@ def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinis
                       "include_unfinished": str(include_unfinished).lower(), "metric": metric, "features": features, "dpi": str(dpi),
                       "alpha": str(alpha), "min_effect": str(min_effect), "agreement_rho": str(agreement_rho),
                       "large_cv": str(large_cv)}
-            counts = {"set_values_computed": collection.computed} if collection is not None else {}
-            run = log_analysis_run(client, output, shown, params, counts=counts)
+            measures = {"set_values_computed": collection.computed} if collection is not None else {}
+            run = log_analysis_run(client, output, shown, params, measures=measures)
             address = run_url(client.tracking_uri, run.info.experiment_id, run.info.run_id)
             click.echo(f"analysis run {run.info.run_id} holds the outputs as artifacts (report.html)"
                        + (f": {address}" if address else ""))

@@ -3,8 +3,8 @@ and their section of the report.
 
 C1   the diversity (mean pairwise distance among a configuration's generations) averaged over the
      checkpoints from 50 %, over the originals' diversity: < 1 − min_effect;
-C2a  per image, the cross-run distance over the second half of the checkpoints from 50 % over the
-     first half, geometric mean over images: < 1 − min_effect (the runs converge to a common image);
+C2a  the cross-run distance over the second half of the checkpoints from 50 % over the first half,
+     a ratio of means over images: < 1 − min_effect (the runs converge to a common image);
 C2b  the same for the SD over runs of the distance to the original (only the distance converges,
      as finding 6b reads it, when C2b holds and C2a does not);
 C3a  KID (the unbiased MMD² of the full sets) at the last checkpoint minus at 50 %: > 0;
@@ -12,7 +12,8 @@ C3b  recall minus precision, averaged over the checkpoints from 50 %: > 0 (quali
      diversity; its interval below 0, `contradicted`: diversity first).
 C1, C3a and C3b are per configuration run (its images are the collection), with jackknife
 intervals over JACKKNIFE_GROUPS groups of images (each left out of both sets and of every pair);
-C2a and C2b per condition, mask and metric over the images with runs in several configurations.
+C2a and C2b per condition, mask and metric over the images with runs in several configurations, with
+Fieller intervals (a run that meets the others exactly gives 0, which a ratio of means keeps).
 The rows form a family of their own: Holm over them (`analysis.findings.decide`).
 """
 
@@ -27,7 +28,7 @@ from analysis.collapse_figures import SHOWN_PERCENTS, diversity_figure, distribu
 from analysis.collection import Collection
 from analysis.convergence import convergence_figure, convergence_table, late_over_early
 from analysis.document import Section, Table, Text
-from analysis.effects import CONFIDENCE, Effect, geometric_ratios
+from analysis.effects import CONFIDENCE, Effect, ratio_of_means
 from analysis.findings import decide, effect_row
 from analysis.frames import condition_keys, groups, metric_key
 from analysis.rules import Rules
@@ -172,9 +173,9 @@ def convergence_rows(table: pd.DataFrame, frame: pd.DataFrame, rules: Rules) -> 
         for finding, column, what in (("C2a", "cross_run", "cross-run distance"),
                                       ("C2b", "to_original_sd", "SD over runs of the distance to the original")):
             late, early, span = late_over_early(here, column)
-            rule = (f"{what}, second half / first half of the checkpoints from 50 %, geometric mean over images, "
-                    f"t 95 %: holds when below {bound:g} and Holm p < {rules.alpha}")
-            effect = geometric_ratios(late[:, None], early[:, None], bound, "less")[0] if span else None
+            rule = (f"{what}, mean over images over the second half / over the first half of the checkpoints from "
+                    f"50 %, Fieller 95 %: holds when below {bound:g} and Holm p < {rules.alpha}")
+            effect = ratio_of_means(late, early, bound, "less") if span else None
             rows.append(effect_row(finding, CLAIMS[finding], context, effect, statistic=f"{what}: late / early",
                                    side="less", bound=bound, rule=rule, mask=values[-2], metric=values[-1],
                                    checkpoints=span, note="" if span else "fewer than two checkpoints from 50 %"))

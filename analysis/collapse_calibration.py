@@ -4,7 +4,7 @@ where it is true, on collections simulated as features and distances directly (n
 - C1: IMAGES Gaussian feature vectors, the Euclidean distance as the metric; each generation is
   `scale · (x + noise)` with its own noise per checkpoint, `scale` set so that the true diversity
   ratio is `ratio` (1 − min_effect = 0.95: the claim's boundary, its hardest null; 0.8: a collapse).
-- C2a: 10 images whose late / early cross-run ratio is log-normal (SD 0.3) around `ratio`.
+- C2a: 10 images, cross-run distances log-normal, late = early × a log-normal factor around `ratio` (SD 0.3).
 - C3a: generations = originals shifted by `shifts[0]` at 50 % and `shifts[1]` at the last
   checkpoint, plus their own noise: equal shifts, KID does not grow (the null); unequal, it grows.
 Each simulated row is decided alone (Holm over one row: its own p), as the worst case of a table.
@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis.collapse import distribution_rows, diversity_rows
 from analysis.collection import Vectors
-from analysis.effects import geometric_ratios
+from analysis.effects import ratio_of_means
 from analysis.findings import decide, effect_row
 from analysis.rules import Rules
 from analysis.verdicts import HOLDS
@@ -59,8 +59,9 @@ def simulated_row(finding: str, rng: np.random.Generator, rules: Rules, ratio: f
         return diversity_rows(diversity_collection(rng, ratio), INFO, rules)[0]
     if finding == "C3a":
         return distribution_rows(drifting_vectors(rng, shifts), INFO, rules)[0]
-    late_over_early = np.exp(rng.normal(np.log(ratio), 0.3, size=10))
-    effect = geometric_ratios(late_over_early[:, None], np.ones((10, 1)), 1 - rules.min_effect, "less")[0]
+    early = np.exp(rng.normal(np.log(0.3), 0.3, size=10))  # an image's cross-run distance over the first half
+    late = early * np.exp(rng.normal(np.log(ratio), 0.3, size=10))
+    effect = ratio_of_means(late, early, 1 - rules.min_effect, "less")
     return effect_row("C2a", "", "", effect, statistic="", side="less", bound=1 - rules.min_effect, rule="")
 
 

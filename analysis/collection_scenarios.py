@@ -1,12 +1,12 @@
 """Stores whose collection-level findings are true or false by construction, written as `rip run`
 writes them: the real engine and recorder, with an inpainter whose effect is known.
 
-- `SharedTarget`: blends each inpainted square toward the same square of one shared picture: every
+- `SharedTarget`: blends each inpainted square 90 % of the way to the same square of one shared picture: every
   image falls toward it (diversity falls: C1 holds) and the runs of an image meet there.
 - `OwnTexture`: turns the square by a multiple of 90° drawn from its seed (image, run, iteration):
   each image drifts on its own, from its own pixels (diversity kept: C1 does not hold), and the runs
   of one image stay apart at equal distance from the original (C2a does not hold).
-- `TowardPosterized`: moves the square half way to its posterized self: every run of an image
+- `TowardPosterized`: posterizes the square (a second visit changes nothing): every run of an image
   approaches the same posterized picture whatever squares it drew (C2a holds).
 - `Unchanged`: gives the image back (no drift: C3a does not hold).
 
@@ -18,7 +18,7 @@ import numpy as np
 from rip.config import RunConfig
 from rip.inpainters.base import Inpainter
 
-SMALL = dict(size=64, mask=32, step=50, percent=200, metrics=("stlpips-alex",), complexity=False,
+SMALL = dict(size=64, mask=16, step=50, percent=200, metrics=("stlpips-alex",), complexity=False,
              system_metrics=False, device="cpu")
 
 
@@ -27,7 +27,7 @@ class SharedTarget(Inpainter):
 
     name = "shared-target"
 
-    def __init__(self, weight: float = 0.5, seed: int = 0):
+    def __init__(self, weight: float = 0.9, seed: int = 0):
         self.weight, self.seed = weight, seed
 
     def inpaint(self, images, masks, seeds):
@@ -57,20 +57,21 @@ class OwnTexture(Inpainter):
 
 
 class TowardPosterized(Inpainter):
-    """Each masked pixel moves half way to its value rounded to `levels` levels per channel: every run
-    of an image approaches the same posterized picture, whatever squares it drew."""
+    """Each masked pixel moves `share` of the way to its value rounded to `levels` levels per channel
+    (all the way by default, which a second visit leaves unchanged): every run of an image approaches
+    the same posterized picture, whatever squares it drew."""
 
     name = "toward-posterized"
 
-    def __init__(self, levels: int = 2):
-        self.levels = levels
+    def __init__(self, levels: int = 2, share: float = 1.0):
+        self.levels, self.share = levels, share
 
     def inpaint(self, images, masks, seeds):
         step = 255 / (self.levels - 1)
         out = []
         for image, mask in zip(images, masks):
             target = np.rint(image / step) * step
-            moved = np.rint(image + 0.5 * (target - image)).astype(np.uint8)
+            moved = np.rint(image + self.share * (target - image)).astype(np.uint8)
             out.append(np.where(mask[..., None], moved, image))
         return out
 
