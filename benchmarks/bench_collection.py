@@ -13,6 +13,7 @@ the counts and seconds of each stage as one JSON line.
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +23,13 @@ import numpy as np
 from mlflow import MlflowClient
 from PIL import Image
 
-from analysis.collection import collect
-from analysis.collection_scenarios import smooth_picture
-from analysis.load import load_results
-from analysis.simulation import Study, simulate, write_store
-from rip.tracking.tags import IMAGE_TAG, KIND_TAG
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.collection import collect  # noqa: E402
+from analysis.collection_scenarios import smooth_picture  # noqa: E402
+from analysis.load import load_results  # noqa: E402
+from analysis.simulation import Study, simulate, write_store  # noqa: E402
+from rip.tracking.tags import IMAGE_TAG, KIND_TAG  # noqa: E402
 
 PERCENTS = tuple(range(0, 401, 50))
 

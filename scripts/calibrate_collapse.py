@@ -7,8 +7,14 @@ at its threshold (the false-"holds" rate) and where it is true (the power).
 """
 
 import argparse
+import sys
+import time
+from pathlib import Path
 
-from analysis.collapse_calibration import calibrate_collapse
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.collapse_calibration import calibrate_collapse  # noqa: E402
+from analysis.summary import to_markdown  # noqa: E402
 
 
 def main() -> None:
@@ -16,8 +22,10 @@ def main() -> None:
     parser.add_argument("--sims", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    start = time.perf_counter()
     table = calibrate_collapse(args.sims, args.seed)
-    print(table.to_markdown(index=False, floatfmt=".3f"))
+    print(to_markdown(table, digits=3))
+    print(f"{args.sims} simulated rows per scenario (seed {args.seed}), {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":
