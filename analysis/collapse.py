@@ -185,7 +185,8 @@ def convergence_rows(table: pd.DataFrame, frame: pd.DataFrame, rules: Rules) -> 
 def collapse_section(frame: pd.DataFrame, collection: Collection, out, metric: str | None = None) -> Section:
     """The report's section: what was measured and with what, the figures, the tables, what is missing.
     `out` is the report's writer (`figure(figure, stem, caption)`, `table(data, name)`)."""
-    masks = frame.drop_duplicates("parent_run_id").set_index("parent_run_id")["mask"]
+    configurations = frame.drop_duplicates("parent_run_id").set_index("parent_run_id")
+    names = configurations["parent_name"] if "parent_name" in configurations else configurations.index.to_series()
     blocks = [Text(
         "What recursion does to the collection as a whole (docs/collapse.md). Diversity: the mean pairwise distance "
         "among a configuration's generations at each checkpoint, under each distance the runs logged; at 0 % it is "
@@ -195,7 +196,8 @@ def collapse_section(frame: pd.DataFrame, collection: Collection, out, metric: s
         f"density and coverage (k = {distribution.PRDC_K}). Logged on each configuration run as `set-*` metrics at "
         "step = percent. Their verdicts (C1–C3b) are in the verdict table above, Holm-adjusted as a family of their "
         "own.")]
-    series = collection.series.assign(mask=lambda s: s["parent_run_id"].map(masks))
+    series = collection.series.assign(configuration=lambda s: s["parent_run_id"].map(names),
+                                      mask=lambda s: s["parent_run_id"].map(configurations["mask"]))
     out.table(series, "statistics/set_measures.csv")
     diversity = series[series["key"].str.startswith("set-diversity-") & ~series["key"].str.endswith("-se")].copy()
     if not diversity.empty:
@@ -206,7 +208,7 @@ def collapse_section(frame: pd.DataFrame, collection: Collection, out, metric: s
         blocks.append(out.figure(diversity_figure(diversity), "figures/collection_diversity",
                                  "The diversity ratio versus percent, a line per configuration"))
         last = diversity[diversity["percent"] == diversity["percent"].max()]
-        blocks.append(Table(last[["parent_run_id", "mask", "metric", "percent", "value", "ratio"]],
+        blocks.append(Table(last[["configuration", "mask", "metric", "percent", "value", "ratio"]],
                             "Diversity at the last checkpoint and its ratio to 0 % (every checkpoint in the file):",
                             "statistics/set_measures.csv"))
     suffix = f"-{collection.features}"
