@@ -72,6 +72,7 @@ def calibrate_collapse(sims: int, seed: int = 0, rules: Rules = Rules()) -> pd.D
     for finding, truth, settings in SCENARIOS:
         held = [decide([simulated_row(finding, rng, rules, **settings)], rules)["verdict"].iloc[0] == HOLDS
                 for _ in range(sims)]
-        results.append({"finding": finding, "truth": truth, "simulated": ", ".join(f"{k} {v}" for k, v in settings.items()),
-                        "holds": float(np.mean(held)), "sims": sims})
+        simulated = ", ".join(f"{k} {v}" for k, v in settings.items())
+        results.append({"finding": finding, "truth": truth, "simulated": simulated, "holds": float(np.mean(held)),
+                        "sims": sims})
     return pd.DataFrame(results)

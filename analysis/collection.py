@@ -147,7 +147,8 @@ class _Work:
                 continue
             self.diversity.append(pairs.assign(parent_run_id=parent, metric=metric))
             key = set_key("diversity", metric)
-            series = diversity_series(pairs, len(rows)) if fresh else pd.DataFrame(columns=["percent", "diversity", "se"])
+            series = (diversity_series(pairs, len(rows)) if fresh
+                      else pd.DataFrame(columns=["percent", "diversity", "se"]))
             values = [(key, int(p), float(v)) for p, v in zip(series["percent"], series["diversity"])]
             if series["se"].gt(0).any():  # a sample of the pairs; with every pair there is no sampling error
                 values += [(key + "-se", int(p), float(v)) for p, v in zip(series["percent"], series["se"])]

@@ -3,8 +3,8 @@ space (`analysis.features`): KID and FID from torch-fidelity, precision, recall,
 coverage from `prdc`.
 
 - KID (Bińkowski et al. 2018): the unbiased MMD² with the cubic polynomial kernel, averaged over
-  KID_SUBSETS subsets of `subset_size(n)` images (half, at most KID_SUBSET_SIZE) drawn from each set (seeded), with its SD
-  over the subsets. Unbiased at any n: the measure to read at the study's n = 100.
+  KID_SUBSETS subsets of `subset_size(n)` images (half, at most KID_SUBSET_SIZE) drawn from each set
+  (seeded), with its SD over the subsets. Unbiased at any n: the measure to read at the study's n = 100.
 - FID (Heusel et al. 2017): the Fréchet distance of Gaussians fitted to the two sets. Biased upward
   at small n (the covariance of 2048 features from 100 images is far from the truth), so only for
   comparison with other work; it does not compare across n.
@@ -51,7 +51,8 @@ def set_measures(originals: np.ndarray, generations: np.ndarray, seed: int = 0) 
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     real, fake = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (originals, generations))
-    kid = kid_features_to_metric(real, fake, kid_subsets=KID_SUBSETS, kid_subset_size=subset_size(min(len(real), len(fake))), rng_seed=seed, verbose=False)
+    kid = kid_features_to_metric(real, fake, kid_subsets=KID_SUBSETS,
+                                 kid_subset_size=subset_size(min(len(real), len(fake))), rng_seed=seed, verbose=False)
     small_real, small_fake = in_span(originals, generations)
     fid = fid_statistics_to_metric(*(fid_features_to_statistics(torch.from_numpy(x)) for x in (small_real, small_fake)),
                                    verbose=False)

@@ -55,7 +55,8 @@ def log_analysis_run(
     client.log_batch(
         run_id,
         metrics=[Metric(key, float(value), int(time.time() * 1000), 0) for key, value in
-                 {**_verdict_counts(Path(folder)), **{METRIC_PREFIX + k: v for k, v in (measures or {}).items()}}.items()],
+                 {**_verdict_counts(Path(folder)), **{METRIC_PREFIX + k: v for k, v in (measures or {}).items()}}
+                 .items()],
         params=[Param(key, value) for key, value in params.items()],
         tags=[RunTag(KIND_TAG, "analysis")],
     )

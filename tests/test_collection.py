@@ -134,7 +134,8 @@ def test_rip_analyze_logs_the_set_series_and_draws_the_section(stores, mlflow_se
     assert set(convergence["runs"]) == {3} and convergence["image_id"].nunique() == 8
     runs = load_results(mlflow_server.uri, ["converge-apart"]).drop_duplicates("parent_run_id")
     for parent in runs["parent_run_id"]:  # every configuration, every checkpoint
-        steps = [m.step for m in MlflowClient(mlflow_server.uri).get_metric_history(parent, "set-diversity-stlpips-alex")]
+        history = MlflowClient(mlflow_server.uri).get_metric_history(parent, "set-diversity-stlpips-alex")
+        steps = [m.step for m in history]
         assert sorted(steps) == [0, 50, 100, 150, 200]
     analysis = MlflowClient(mlflow_server.uri).search_runs(
         [runs["experiment_id"].iloc[0]], "tags.`rip.kind` = 'analysis'")[0]
