@@ -11,6 +11,8 @@ Names are imported on first use, so `rip --help` does not pay for matplotlib and
 import importlib
 
 _EXPORTS = {
+    "analysis.collapse": ("collapse_verdicts",),
+    "analysis.collection": ("collect",),
     "analysis.complexity": ("complexity_figure", "complexity_verdicts"),
     "analysis.drift_model": ("coverage_figure", "model_table", "run_fits"),
     "analysis.figures": ("filmstrip_figure", "label_figure", "mean_std_figure", "properties_figure", "save",

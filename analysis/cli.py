@@ -34,6 +34,11 @@ class _EchoHandler(logging.Handler):
                                            "filmstrips [default: lpips-vgg, else the first distance].")
 @click.option("--filmstrips", type=int, default=3, show_default=True,
               help="Filmstrips per condition and mask, from the most to the least stable image (0: none).")
+@click.option("--features", type=click.Choice(["inception", "stlpips-vgg", "none"]), default="inception",
+              show_default=True,
+              help="Feature network of the collection's KID, FID, precision, recall, density, coverage (inception: "
+                   "the standard FID space, fetched by `rip prefetch --features inception`; stlpips-vgg: works "
+                   "offline, not the standard space); none: no collection measures (diversity, cross-run distance).")
 @click.option("--dpi", type=click.IntRange(min=30, max=2400), default=300, show_default=True,
               help="Resolution of the PNG figures (SVG and PDF are vector).")
 @click.option("--log/--no-log", "log_run", default=True, show_default=True,
@@ -47,14 +52,16 @@ class _EchoHandler(logging.Handler):
               help="Spearman rho above which two networks rank the images alike ('strong' from 0.7).")
 @click.option("--large-cv", type=click.FloatRange(min=0, min_open=True), default=Rules.large_cv, show_default=True,
               help="Coefficient of variation across images above which their spread is called significant.")
-def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinished, metric, filmstrips, dpi, log_run,
-            alpha, min_effect, agreement_rho, large_cv):
+def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinished, metric, filmstrips, features, dpi,
+            log_run, alpha, min_effect, agreement_rho, large_cv):
     """Turn recorded runs into figures, a summary table, statistics and verdicts on the study's findings."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     print_own_addresses()
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from analysis.collection import collect
+    from analysis.features import FeaturesUnavailableError, check_features
     from analysis.frames import metric_key
     from analysis.links import run_url
     from analysis.load import AnalysisError, finished_runs, load_results
@@ -79,16 +86,23 @@ def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinis
             raise click.ClickException(str(error)) from error
         except MlflowException as error:  # e.g. no server at that address
             raise click.ClickException(f"cannot read runs from {client.tracking_uri}: {error.message}") from error
+        if features != "none":  # before anything is written or logged
+            try:
+                check_features(features)
+            except FeaturesUnavailableError as error:
+                raise click.ClickException(str(error)) from error
         rules = Rules(alpha=alpha, min_effect=min_effect, agreement_rho=agreement_rho, large_cv=large_cv)
+        collection = collect(client, shown, features) if features != "none" else None
         written = write_report(frame, output, client, filmstrips=filmstrips, metric=metric_key(metric) or None, dpi=dpi,
-                               rules=rules, include_unfinished=include_unfinished)
+                               rules=rules, include_unfinished=include_unfinished, collection=collection)
         click.echo(f"{shown['run_id'].nunique()} image runs analysed; {len(written)} files in {Path(output)}")
         if log_run:
             params = {"experiments": ",".join(experiments), "filters": ";".join(filters), "metrics": metrics,
-                      "include_unfinished": str(include_unfinished).lower(), "metric": metric, "dpi": str(dpi),
+                      "include_unfinished": str(include_unfinished).lower(), "metric": metric, "features": features, "dpi": str(dpi),
                       "alpha": str(alpha), "min_effect": str(min_effect), "agreement_rho": str(agreement_rho),
                       "large_cv": str(large_cv)}
-            run = log_analysis_run(client, output, shown, params)
+            measures = {"set_values_computed": collection.computed} if collection is not None else {}
+            run = log_analysis_run(client, output, shown, params, measures=measures)
             address = run_url(client.tracking_uri, run.info.experiment_id, run.info.run_id)
             click.echo(f"analysis run {run.info.run_id} holds the outputs as artifacts (report.html)"
                        + (f": {address}" if address else ""))

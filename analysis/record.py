@@ -27,13 +27,15 @@ def log_analysis_run(
     params: dict[str, str],
     run_id: str | None = None,
     experiment: str | None = None,
+    measures: dict[str, float] | None = None,
 ) -> Run:
     """Log every file under `folder` as artifacts of an analysis run; return the finished run.
 
     `run_id` (default: $MLFLOW_RUN_ID, set by `mlflow run`) records into an existing run. A new
     run goes to `experiment`, by default the analysed experiment when there is one, else
     "rip-analysis". With `verdicts.csv` in `folder`, metrics `analysis.verdicts_holds`,
-    `analysis.verdicts_fail` and `analysis.verdicts_unknown` count its verdicts.
+    `analysis.verdicts_fail` and `analysis.verdicts_unknown` count its verdicts; each of `measures`
+    is logged as `analysis.<name>` (e.g. set_values_computed: 0 when the set measures came from the cache).
     """
     run_id = run_id or os.environ.get("MLFLOW_RUN_ID")
     experiments = sorted(frame["experiment"].unique())
@@ -52,7 +54,9 @@ def log_analysis_run(
     params = {key: str(value)[:6000] for key, value in {**params, **counts}.items() if key not in existing}
     client.log_batch(
         run_id,
-        metrics=[Metric(key, value, int(time.time() * 1000), 0) for key, value in _verdict_counts(Path(folder)).items()],
+        metrics=[Metric(key, float(value), int(time.time() * 1000), 0) for key, value in
+                 {**_verdict_counts(Path(folder)), **{METRIC_PREFIX + k: v for k, v in (measures or {}).items()}}
+                 .items()],
         params=[Param(key, value) for key, value in params.items()],
         tags=[RunTag(KIND_TAG, "analysis")],
     )

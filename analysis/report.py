@@ -25,6 +25,8 @@ from analysis.models import model_verdicts, models_section
 from analysis.questions import question_verdicts, questions_section
 from analysis.style import FORMATS, metric_label
 from analysis.summary import summary_table, to_markdown
+from analysis.collapse import collapse_section, collapse_verdicts
+from analysis.collection import Collection
 from analysis.cubes import completeness
 from analysis.load import finished_runs
 from analysis.rules import Rules
@@ -46,6 +48,7 @@ def write_report(
     tracking_uri: str | None = None,
     rules: Rules = Rules(),
     include_unfinished: bool = False,
+    collection: Collection | None = None,
 ) -> list[Path]:
     """Write every output for `frame` into `folder`; return the files written.
 
@@ -57,7 +60,8 @@ def write_report(
     per group and mask, spread from the most to the least stable) and the image properties
     related to stability. `metric` picks the metric of the variability figure, the stability
     ranking, the label breakdown and the filmstrip captions (default: lpips_vgg, else the first
-    distance). Figures are written as PNG (at `dpi`), SVG and PDF. Run links open the MLflow UI
+    distance). With a `collection` (`analysis.collection.collect`), its verdicts join the table and
+    its section the report. Figures are written as PNG (at `dpi`), SVG and PDF. Run links open the MLflow UI
     of `tracking_uri` (default: the client's) when it is an http(s) server.
     """
     out = _Outputs(Path(folder), dpi)
@@ -65,6 +69,8 @@ def write_report(
     document = Document(TITLE)
     # 1. The verdicts, on every run
     tables = [verdicts(frame, rules), question_verdicts(frame, rules, metric), model_verdicts(frame, rules)]
+    if collection is not None:
+        tables.append(collapse_verdicts(frame, collection, rules))
     findings = pd.concat([table for table in tables if not table.empty], ignore_index=True)
     counts = completeness(frame)
     out.table(findings, "verdicts.csv")
@@ -103,6 +109,8 @@ def write_report(
     models = models_section(measured, out, rules)
     if models is not None:
         document.sections.append(models)
+    if collection is not None:
+        document.sections.append(collapse_section(frame, collection, out, metric))
     # 7. Filmstrips from the logged generations
     if client is not None and filmstrips > 0 and stability is not None:
         document.sections.append(_filmstrips(client, frame, stability, out, filmstrips, uri))

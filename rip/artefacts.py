@@ -1,5 +1,5 @@
 """Everything the project downloads, pinned, in one place: the model, the image datasets, the
-LPIPS backbones. `rip prefetch`, the configuration's defaults and the tests read it; the table
+LPIPS backbones, the FID Inception. `rip prefetch`, the configuration's defaults and the tests read it; the table
 in docs/artefacts.md describes the same entries.
 
 This module imports nothing of rip, so every layer may read it.
@@ -87,6 +87,15 @@ LPIPS_BACKBONES = {
 }
 """torchvision's ImageNet backbones that LPIPS loads, by lpips network name (its linear layers ship
 in the `lpips` package)."""
+
+FID_INCEPTION = Checkpoint(
+    "fid-inception",
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+    "about 95 MB (23.9 M fp32 parameters)",
+    "Apache-2.0 (TensorFlow's 2015-12-05 Inception-v3, converted to PyTorch by torch-fidelity)",
+)
+"""The standard FID Inception-v3 that `rip analyze --features inception` embeds generations with
+(torch-fidelity's file; its SHA-256 starts with 6726825d, the name's suffix)."""
 
 UNPINNED = "no commit pinned: none found in a public source this project could check; loads the default branch"
 

@@ -202,16 +202,21 @@ def prefetch_command(run: click.Command) -> click.Command:
     preset = click.Argument(["preset"], required=False)
     overrides = click.Option(["--set", "overrides"], multiple=True, metavar="KEY=VALUE",
                              help="Override a preset entry, as `rip sweep --set` does.")
-    return click.Command("prefetch", callback=click.pass_context(_prefetch), params=[preset, overrides, *options],
+    features = click.Option(["--features"], type=click.Choice(["inception", "none"]), default="none", show_default=True,
+                            help="Also fetch the feature network of `rip analyze --features` (inception: the FID "
+                                 "Inception-v3 weights).")
+    return click.Command("prefetch", callback=click.pass_context(_prefetch),
+                         params=[preset, overrides, features, *options],
                          help=_prefetch.__doc__, short_help="Fetch what runs need ahead of time; check offline.")
 
 
-def _prefetch(ctx, preset, overrides, metrics, scheduler, **options):
+def _prefetch(ctx, preset, overrides, features, metrics, scheduler, **options):
     """Fetch what the runs of PRESET (or of `rip run`'s options) download — the model at its revision
     in the variant its dtype loads, LPIPS's backbones, the drawn dataset rows — into the standard
     caches, then check that the runs start without network (HF_HUB_OFFLINE=1).
 
-    A second call fetches nothing. With --device auto on a machine without CUDA, both the fp16
+    `--features inception` fetches the FID Inception-v3 weights that `rip analyze` embeds
+    generations with. A second call fetches nothing. With --device auto on a machine without CUDA, both the fp16
     files a GPU loads and the fp32 ones are fetched; --device cuda fetches only the former.
     """
     from rip.sweeps.presets import check, expand, find_preset, load_preset, parse_overrides
@@ -233,7 +238,7 @@ def _prefetch(ctx, preset, overrides, metrics, scheduler, **options):
         check(configs, resolve_images=False)
         from rip.prefetch import prefetch
 
-        prefetch(configs, echo=click.echo)
+        prefetch(configs, echo=click.echo, features=[features])
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
 

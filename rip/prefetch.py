@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
+from rip.artefacts import FID_INCEPTION
 from rip.config import RunConfig, is_diffusers_model, is_hub_model
 from rip.failures import USER_ERRORS
 from rip.images import resolve_image_set
@@ -37,10 +38,11 @@ class PrefetchError(RuntimeError):
     """Something runs need is not in the caches and could not be fetched."""
 
 
-def prefetch(configs: Sequence[RunConfig], echo: Callable[[str], None] = print) -> None:
+def prefetch(configs: Sequence[RunConfig], echo: Callable[[str], None] = print, features: Sequence[str] = ()) -> None:
     """Fetch what `configs` need into the caches, saying what and how much; then check that their
-    runs start offline. PrefetchError naming each thing still missing."""
-    items = needs(configs)
+    runs start offline. `features`: feature networks of `rip analyze --features` to fetch too
+    ("inception"). PrefetchError naming each thing still missing."""
+    items = needs(configs) + [_inception() for name in dict.fromkeys(features) if name == "inception"]
     offline_mode = _hub_offline()
     missing, fetched = [], 0
     for item in items:
@@ -170,6 +172,25 @@ def _backbone(net: str) -> Need:
         return f"{path.name}, {_bytes(path.stat().st_size)}"
 
     return Need(f"lpips-{net} backbone", check, lambda: ensure_backbones([net], progress=True), _torch_checkpoints)
+
+
+def _inception() -> Need:
+    """torch-fidelity's FID Inception-v3 weights, for `rip analyze --features inception`."""
+    path = _torch_checkpoints() / FID_INCEPTION.file
+
+    def check() -> str:
+        if not path.is_file():
+            raise OSError(f"{path} is missing (the FID Inception-v3 weights of rip analyze --features inception)")
+        return f"{path.name}, {_bytes(path.stat().st_size)}"
+
+    def fetch():
+        import torch
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(FID_INCEPTION.url, str(path), torch.hub.HASH_REGEX.search(path.name).group(1),
+                                       progress=True)
+
+    return Need("FID Inception-v3 weights", check, fetch, _torch_checkpoints)
 
 
 def _images(spec: str, seed: int) -> Need:

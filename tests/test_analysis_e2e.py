@@ -211,7 +211,8 @@ def test_image_labels_become_columns(frame):
 
 def test_rip_analyze_writes_outputs_and_logs_an_analysis_run(frame, store, mlflow_server, tmp_path):
     result = CliRunner().invoke(analyze, ["--tracking-uri", mlflow_server.uri, "--experiment", EXPERIMENT,
-                                          "--output", str(tmp_path), "--filmstrips", "1", "--dpi", "50"])
+                                          "--output", str(tmp_path), "--filmstrips", "1", "--dpi", "50",
+                                          "--features", "none"])
     assert result.exit_code == 0, result.output
     for name in ("results.csv", "summary.csv", "summary.md", "report.md", "report.html", "verdicts.csv", "completeness.csv",
                  "figures/mean_std.png", "figures/mean_std.svg", "figures/mean_std.pdf", "figures/scatter.png",
@@ -301,7 +302,8 @@ def test_mlflow_run_analyze_entry_point(store, mlflow_server, tmp_path):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MLFLOW_TRACKING_URI": mlflow_server.uri}
     command = [str(BIN / "mlflow"), "run", str(REPO), "-e", "analyze", "--env-manager", "local",
                "--experiment-name", "analysis-mlflow-run", "-P", f"experiment={EXPERIMENT}",
-               "-P", "filter=mask=32", "-P", f"output={tmp_path / 'out'}", "-P", "filmstrips=0"]
+               "-P", "filter=mask=32", "-P", f"output={tmp_path / 'out'}", "-P", "filmstrips=0",
+               "-P", "features=none"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = store.search_runs([store.get_experiment_by_name("analysis-mlflow-run").experiment_id])
@@ -332,7 +334,8 @@ def verdict_store(mlflow_server, verdict_images, tmp_path_factory):
     output = tmp_path_factory.mktemp("verdicts")
     result = CliRunner().invoke(analyze, ["--tracking-uri", mlflow_server.uri, "--experiment", VERDICTS,
                                           "--output", str(output), "--filmstrips", "0", "--dpi", "40", "--no-log",
-                                          "--metrics", "stlpips-alex,stlpips_vgg,ssim", "--metric", "stlpips-vgg"])
+                                          "--metrics", "stlpips-alex,stlpips_vgg,ssim", "--metric", "stlpips-vgg",
+                                          "--features", "none"])
     assert result.exit_code == 0, result.output
     frame = load_results(mlflow_server.uri, [VERDICTS])
     return frame, pd.read_csv(output / "verdicts.csv", keep_default_na=False), output

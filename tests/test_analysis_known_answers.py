@@ -47,7 +47,7 @@ def pooled(table: pd.DataFrame, finding: str, experiment: str) -> pd.Series:
 def test_rip_analyze_on_two_labelled_experiments_states_the_known_answers(stores, mlflow_server, tmp_path):
     result = CliRunner().invoke(analyze, ["--tracking-uri", mlflow_server.uri, "--experiment", "true-replication",
                                           "--experiment", "true-variability", "--output", str(tmp_path),
-                                          "--filmstrips", "0", "--dpi", "30", "--no-log"])
+                                          "--filmstrips", "0", "--dpi", "30", "--no-log", "--features", "none"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "verdicts.csv", keep_default_na=False)
     assert (pooled(table, "1", "true-replication") == HOLDS).all()

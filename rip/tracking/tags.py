@@ -57,6 +57,11 @@ MODEL_FILES_ARTIFACT = "model_files.json"  # the weight files loaded, with their
 ANIMATION_ARTIFACT = "animation.webp"  # every checkpoint as an animated WebP (rip.images.animation)
 ANIMATION_PAGE_ARTIFACT = "animation.html"  # the same, embedded in a page: the UI's artifact view plays it
 
+# configuration runs: what `rip analyze` computed from their images and logged back (analysis.collection)
+SET_CACHE_TAG = "rip.set_cache"  # rip.set_cache.<part>: a digest of the image runs and checkpoints the part used
+SET_CACHE_FOLDER = "set-measures"  # the artifact folder holding each part's values
+SET_PREFIX = "set-"  # set-diversity-<metric>, set-kid-<features>, ...: metrics at step = percent
+
 # image keys (MLflow's log_image), at step = percent inpainted
 UI_IMAGE_KEY = "generation"  # image runs: the generation (the original at 0)
 GRID_KEY = "generation_grid"  # configuration runs: every image's generation side by side

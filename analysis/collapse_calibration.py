@@ -1,0 +1,78 @@
+"""How often the collection verdicts (analysis.collapse) say "holds" where their claim is false, and
+where it is true, on collections simulated as features and distances directly (no images).
+
+- C1: IMAGES Gaussian feature vectors, the Euclidean distance as the metric; each generation is
+  `scale · (x + noise)` with its own noise per checkpoint, `scale` set so that the true diversity
+  ratio is `ratio` (1 − min_effect = 0.95: the claim's boundary, its hardest null; 0.8: a collapse).
+- C2a: 10 images, cross-run distances log-normal, late = early × a log-normal factor around `ratio` (SD 0.3).
+- C3a: generations = originals shifted by `shifts[0]` at 50 % and `shifts[1]` at the last
+  checkpoint, plus their own noise: equal shifts, KID does not grow (the null); unequal, it grows.
+Each simulated row is decided alone (Holm over one row: its own p), as the worst case of a table.
+"""
+
+import numpy as np
+import pandas as pd
+
+from analysis.collapse import distribution_rows, diversity_rows
+from analysis.collection import Vectors
+from analysis.effects import ratio_of_means
+from analysis.findings import decide, effect_row
+from analysis.rules import Rules
+from analysis.verdicts import HOLDS
+
+DIM = 32
+IMAGES = 100
+PERCENTS = [0, 50, 100, 150, 200]
+NOISE = 0.5  # SD of a generation's own noise, per feature, relative to the originals' unit SD
+SCENARIOS = (  # finding, truth, what is simulated
+    ("C1", "false", dict(ratio=0.95)), ("C1", "true", dict(ratio=0.8)),
+    ("C2a", "false", dict(ratio=0.95)), ("C2a", "true", dict(ratio=0.6)),
+    ("C3a", "false", dict(shifts=(0.3, 0.3))), ("C3a", "true", dict(shifts=(0.3, 0.6))),
+)
+INFO = {"context": "", "mask": 64, "compared": ""}
+
+
+def diversity_collection(rng: np.random.Generator, ratio: float) -> pd.DataFrame:
+    """Pairs (PAIR_COLUMNS and metric) of a simulated collection whose diversity ratio is `ratio`."""
+    x = rng.normal(size=(IMAGES, DIM))
+    scale = ratio / np.sqrt(1 + NOISE**2)  # E|g_i − g_j| ≈ scale · sqrt(1 + NOISE²) · E|x_i − x_j| in high dimension
+    i, j = np.triu_indices(IMAGES, 1)
+    parts = []
+    for percent in PERCENTS:
+        g = x if percent == 0 else scale * (x + NOISE * rng.normal(size=x.shape))
+        parts.append(pd.DataFrame({"image_a": i.astype(str), "image_b": j.astype(str), "percent": percent,
+                                   "distance": np.linalg.norm(g[i] - g[j], axis=1), "metric": "euclidean"}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def drifting_vectors(rng: np.random.Generator, shifts: tuple[float, float]) -> Vectors:
+    """Originals and generations at 50 % and at the last checkpoint, shifted by `shifts`."""
+    x = rng.normal(size=(IMAGES, DIM))
+    generations = np.stack([x, *(x + shift + NOISE * rng.normal(size=x.shape) for shift in shifts)], axis=1)
+    return Vectors([str(k) for k in range(IMAGES)], [0, 50, 400], x.astype(np.float32), generations.astype(np.float32))
+
+
+def simulated_row(finding: str, rng: np.random.Generator, rules: Rules, ratio: float = 1.0,
+                  shifts: tuple[float, float] = (0.0, 0.0)) -> dict:
+    """One simulated verdict row of `finding`."""
+    if finding == "C1":
+        return diversity_rows(diversity_collection(rng, ratio), INFO, rules)[0]
+    if finding == "C3a":
+        return distribution_rows(drifting_vectors(rng, shifts), INFO, rules)[0]
+    early = np.exp(rng.normal(np.log(0.3), 0.3, size=10))  # an image's cross-run distance over the first half
+    late = early * np.exp(rng.normal(np.log(ratio), 0.3, size=10))
+    effect = ratio_of_means(late, early, 1 - rules.min_effect, "less")
+    return effect_row("C2a", "", "", effect, statistic="", side="less", bound=1 - rules.min_effect, rule="")
+
+
+def calibrate_collapse(sims: int, seed: int = 0, rules: Rules = Rules()) -> pd.DataFrame:
+    """Per finding and truth: the share of `sims` simulated rows that hold."""
+    rng = np.random.default_rng(seed)
+    results = []
+    for finding, truth, settings in SCENARIOS:
+        held = [decide([simulated_row(finding, rng, rules, **settings)], rules)["verdict"].iloc[0] == HOLDS
+                for _ in range(sims)]
+        simulated = ", ".join(f"{k} {v}" for k, v in settings.items())
+        results.append({"finding": finding, "truth": truth, "simulated": simulated, "holds": float(np.mean(held)),
+                        "sims": sims})
+    return pd.DataFrame(results)
