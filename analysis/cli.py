@@ -61,7 +61,7 @@ def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinis
     from mlflow.exceptions import MlflowException
 
     from analysis.collection import collect
-    from analysis.features import FeaturesUnavailableError, check_features
+    from analysis.features import FeaturesUnavailableError, ensure_features
     from analysis.frames import metric_key
     from analysis.links import run_url
     from analysis.load import AnalysisError, finished_runs, load_results
@@ -88,7 +88,7 @@ def analyze(tracking_uri, experiments, filters, metrics, output, include_unfinis
             raise click.ClickException(f"cannot read runs from {client.tracking_uri}: {error.message}") from error
         if features != "none":  # before anything is written or logged
             try:
-                check_features(features)
+                ensure_features(features)
             except FeaturesUnavailableError as error:
                 raise click.ClickException(str(error)) from error
         rules = Rules(alpha=alpha, min_effect=min_effect, agreement_rho=agreement_rho, large_cv=large_cv)

@@ -72,6 +72,20 @@ def check_features(name: str) -> None:
             "on a machine with internet (or analyse with --features stlpips-vgg, which works offline)")
 
 
+def ensure_features(name: str) -> None:
+    """`check_features`, downloading the Inception weights first when they are missing (once, about
+    95 MB, as LPIPS fetches its backbones); FeaturesUnavailableError when that fails too."""
+    try:
+        check_features(name)
+    except FeaturesUnavailableError as missing:
+        from rip.prefetch import fetch_fid_inception
+
+        try:
+            fetch_fid_inception(inception_weights())
+        except (OSError, RuntimeError) as error:  # no network; a hash mismatch
+            raise FeaturesUnavailableError(f"{missing} [download failed: {error}]") from error
+
+
 def load_features(name: str, device: str = "cpu") -> FeatureNetwork:
     """The feature network `name` (see FEATURES) on `device`."""
     check_features(name)

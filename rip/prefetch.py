@@ -183,14 +183,17 @@ def _inception() -> Need:
             raise OSError(f"{path} is missing (the FID Inception-v3 weights of rip analyze --features inception)")
         return f"{path.name}, {_bytes(path.stat().st_size)}"
 
-    def fetch():
-        import torch
+    return Need("FID Inception-v3 weights", check, lambda: fetch_fid_inception(path), _torch_checkpoints)
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(FID_INCEPTION.url, str(path), torch.hub.HASH_REGEX.search(path.name).group(1),
-                                       progress=True)
 
-    return Need("FID Inception-v3 weights", check, fetch, _torch_checkpoints)
+def fetch_fid_inception(path: Path, progress: bool = True) -> None:
+    """Download torch-fidelity's FID Inception-v3 weights to `path`, checked against the SHA-256 prefix
+    their file name carries (OSError, e.g. URLError, when the download fails)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(FID_INCEPTION.url, str(path), torch.hub.HASH_REGEX.search(path.name).group(1),
+                                   progress=progress)
 
 
 def _images(spec: str, seed: int) -> Need:
