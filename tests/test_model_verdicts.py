@@ -5,7 +5,7 @@ import numpy as np
 
 from analysis.model_simulation import SCENARIOS, calibrate_models, simulate_models
 from analysis.models import model_ranking, model_verdicts
-from analysis.verdicts import COLUMNS, HOLDS, POOLED, UNKNOWN
+from analysis.verdicts import COLUMNS, HOLDS, UNKNOWN
 
 
 def test_identical_models_rarely_hold_and_a_model_drifting_more_holds_ranked_last():
