@@ -5,8 +5,15 @@ where it is true, on collections simulated as features and distances directly (n
   `scale · (x + noise)` with its own noise per checkpoint, `scale` set so that the true diversity
   ratio is `ratio` (1 − min_effect = 0.95: the claim's boundary, its hardest null; 0.8: a collapse).
 - C2a: 10 images, cross-run distances log-normal, late = early × a log-normal factor around `ratio` (SD 0.3).
+- C2b: 10 images, 3 runs each; an image's SD over runs of the distance to the original, the sample SD
+  of 3 runs averaged over two checkpoints per half, the true SD log-normal over images (SD 0.3) and
+  `ratio` times smaller over the second half.
 - C3a: generations = originals shifted by `shifts[0]` at 50 % and `shifts[1]` at the last
   checkpoint, plus their own noise: equal shifts, KID does not grow (the null); unequal, it grows.
+- C3b: generations = `spreads` times (originals plus their own noise, rescaled to unit SD), shifted
+  by `shifts`, at 50 % and at the last checkpoint: spread 1 and a growing shift move the set away
+  as it is, so precision and recall fall together (the claim false); spread 2 and 2.5 scatter the
+  generations beyond the originals while they still cover them: precision falls, recall stays.
 Each simulated row is decided alone (Holm over one row: its own p), as the worst case of a table.
 """
 
@@ -27,7 +34,10 @@ NOISE = 0.5  # SD of a generation's own noise, per feature, relative to the orig
 SCENARIOS = (  # finding, truth, what is simulated
     ("C1", "false", dict(ratio=0.95)), ("C1", "true", dict(ratio=0.8)),
     ("C2a", "false", dict(ratio=0.95)), ("C2a", "true", dict(ratio=0.6)),
+    ("C2b", "false", dict(ratio=0.95)), ("C2b", "true", dict(ratio=0.6)),
     ("C3a", "false", dict(shifts=(0.3, 0.3))), ("C3a", "true", dict(shifts=(0.3, 0.6))),
+    ("C3b", "false", dict(shifts=(0.9, 1.0), spreads=(1.0, 1.0))),
+    ("C3b", "true", dict(shifts=(0.0, 0.0), spreads=(2.0, 2.5))),
 )
 INFO = {"context": "", "mask": 64, "compared": ""}
 
@@ -52,24 +62,47 @@ def drifting_vectors(rng: np.random.Generator, shifts: tuple[float, float]) -> V
     return Vectors([str(k) for k in range(IMAGES)], [0, 50, 400], x.astype(np.float32), generations.astype(np.float32))
 
 
+def spread_vectors(rng: np.random.Generator, shifts: tuple[float, float], spreads: tuple[float, float]) -> Vectors:
+    """Originals and generations at 50 % and at the last checkpoint, scaled by `spreads`, shifted by `shifts`."""
+    x = rng.normal(size=(IMAGES, DIM))
+    own = [(x + NOISE * rng.normal(size=x.shape)) / np.sqrt(1 + NOISE**2) for _ in shifts]
+    generations = np.stack([x, *(spread * g + shift for g, shift, spread in zip(own, shifts, spreads))], axis=1)
+    return Vectors([str(k) for k in range(IMAGES)], [0, 50, 400], x.astype(np.float32), generations.astype(np.float32))
+
+
+def run_spreads(rng: np.random.Generator, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the SD over 3 runs of the distance to the original, mean over the two checkpoints of
+    the first half and of the second half, the true SD `ratio` times smaller over the second half."""
+    true = np.exp(rng.normal(np.log(0.03), 0.3, size=10))
+    early, late = (scale * true * rng.normal(size=(10, 2, 3)).std(axis=2, ddof=1).mean(axis=1) for scale in (1, ratio))
+    return late, early
+
+
 def simulated_row(finding: str, rng: np.random.Generator, rules: Rules, ratio: float = 1.0,
-                  shifts: tuple[float, float] = (0.0, 0.0)) -> dict:
+                  shifts: tuple[float, float] = (0.0, 0.0), spreads: tuple[float, float] = (1.0, 1.0)) -> dict:
     """One simulated verdict row of `finding`."""
     if finding == "C1":
         return diversity_rows(diversity_collection(rng, ratio), INFO, rules)[0]
     if finding == "C3a":
         return distribution_rows(drifting_vectors(rng, shifts), INFO, rules)[0]
-    early = np.exp(rng.normal(np.log(0.3), 0.3, size=10))  # an image's cross-run distance over the first half
-    late = early * np.exp(rng.normal(np.log(ratio), 0.3, size=10))
+    if finding == "C3b":
+        return distribution_rows(spread_vectors(rng, shifts, spreads), INFO, rules)[1]
+    if finding == "C2b":
+        late, early = run_spreads(rng, ratio)
+    else:
+        early = np.exp(rng.normal(np.log(0.3), 0.3, size=10))  # an image's cross-run distance over the first half
+        late = early * np.exp(rng.normal(np.log(ratio), 0.3, size=10))
     effect = ratio_of_means(late, early, 1 - rules.min_effect, "less")
-    return effect_row("C2a", "", "", effect, statistic="", side="less", bound=1 - rules.min_effect, rule="")
+    return effect_row(finding, "", "", effect, statistic="", side="less", bound=1 - rules.min_effect, rule="")
 
 
-def calibrate_collapse(sims: int, seed: int = 0, rules: Rules = Rules()) -> pd.DataFrame:
-    """Per finding and truth: the share of `sims` simulated rows that hold."""
+def calibrate_collapse(sims: int, seed: int = 0, rules: Rules = Rules(), findings=None) -> pd.DataFrame:
+    """Per finding (all, or those in `findings`) and truth: the share of `sims` simulated rows that hold."""
     rng = np.random.default_rng(seed)
     results = []
     for finding, truth, settings in SCENARIOS:
+        if findings and finding not in findings:
+            continue
         held = [decide([simulated_row(finding, rng, rules, **settings)], rules)["verdict"].iloc[0] == HOLDS
                 for _ in range(sims)]
         simulated = ", ".join(f"{k} {v}" for k, v in settings.items())

@@ -13,11 +13,14 @@ from mlflow import MlflowClient
 
 from analysis import distribution
 from analysis.cli import analyze
-from analysis.collapse import collapse_verdicts, groups_kept, jackknife
+from analysis.collapse import collapse_verdicts, distribution_rows, groups_kept, jackknife
+from analysis.collapse_calibration import INFO, spread_vectors
 from analysis.collection import Vectors, collect, set_key
 from analysis.collection_scenarios import OwnTexture, SharedTarget, TowardPosterized, write_collection_store
 from analysis.generations import RunImages
+from analysis.findings import decide
 from analysis.load import load_results
+from analysis.rules import Rules
 from analysis.verdicts import FAILS, HOLDS, UNKNOWN
 from rip.metrics import load_metrics
 
@@ -174,3 +177,24 @@ def test_the_jackknife_covers_a_known_ratio_and_kid_grows_only_when_the_set_move
     effect = jackknife(x.mean(), np.array([np.delete(x, i).mean() for i in range(20)]), 0.0, "greater", 20)
     half = effect.high - effect.value
     assert half == pytest.approx(2.093 * x.std(ddof=1) / np.sqrt(20), rel=1e-3)
+
+
+def test_precision_below_recall_holds_only_where_quality_falls_first_at_every_checkpoint():
+    """C3b on 100 simulated feature vectors: generations scattered beyond the originals (precision
+    falls, recall stays) hold; a set moved away as it is (both fall together) and one that first
+    shrinks (recall falls) and then scatters (precision falls further) do not, although the mean of
+    recall − precision over the checkpoints is above 0 in the last."""
+    def c3b(shifts, spreads, seed):
+        vectors = spread_vectors(np.random.default_rng(seed), shifts, spreads)
+        return decide(distribution_rows(vectors, INFO, Rules())).set_index("finding").loc["C3b"], vectors
+
+    scattered, _ = c3b((0.0, 0.0), (2.0, 2.5), 0)
+    assert scattered.verdict == HOLDS and scattered.low > 0.05 and scattered.n == 100, scattered
+    together, _ = c3b((0.9, 1.0), (1.0, 1.0), 1)
+    assert together.verdict == FAILS and abs(together.value) < 0.05 and "precision first below 0.95" in together.note
+    assert "recall first below 0.95" in together.note
+    recall_first, vectors = c3b((0.0, 0.0), (0.5, 2.5), 2)
+    assert recall_first.verdict == FAILS and recall_first.contradicted and recall_first.value < -0.3, recall_first
+    assert recall_first.statistic.startswith("recall − precision at 50 %")
+    gaps = [distribution.prdc(vectors.originals, vectors.at(p)[1]) for p in (50, 400)]
+    assert np.mean([g["recall"] - g["precision"] for g in gaps]) > 0.05  # what a mean over checkpoints would call quality first
