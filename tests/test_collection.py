@@ -197,4 +197,5 @@ def test_precision_below_recall_holds_only_where_quality_falls_first_at_every_ch
     assert recall_first.verdict == FAILS and recall_first.contradicted and recall_first.value < -0.3, recall_first
     assert recall_first.statistic.startswith("recall − precision at 50 %")
     gaps = [distribution.prdc(vectors.originals, vectors.at(p)[1]) for p in (50, 400)]
-    assert np.mean([g["recall"] - g["precision"] for g in gaps]) > 0.05  # what a mean over checkpoints would call quality first
+    # a mean over the checkpoints would have called it quality first
+    assert np.mean([g["recall"] - g["precision"] for g in gaps]) > 0.05
