@@ -131,8 +131,8 @@ def distribution_rows(vectors, info: dict, rules: Rules) -> list[dict]:
     kid_rule = (f"unbiased MMD² (KID's kernel) of the full sets at the last checkpoint minus at 50 %, jackknife over "
                 f"images, t 95 %: holds when above 0 and Holm p < {rules.alpha}")
     prdc_rule = (f"recall − precision (k = {distribution.PRDC_K}) at every checkpoint from 50 %, jackknife over "
-                 f"images, t 95 %: holds when above {rules.min_effect:g} at each (the row: the checkpoint with the largest p) "
-                 f"and Holm p < {rules.alpha}")
+                 f"images, t 95 %: holds when above {rules.min_effect:g} at each (the row: the checkpoint with the "
+                 f"largest p) and Holm p < {rules.alpha}")
     why = distribution.too_few(n) if len(percents) >= 2 else "fewer than two checkpoints from 50 %"
     if why:
         return [effect_row(f, CLAIMS[f], info["context"], None, statistic=s, side="greater", bound=b, rule=r,
