@@ -101,7 +101,7 @@ def test_the_figure_draws_each_models_mean_over_images(differ):
 
 def test_rip_analyze_writes_the_comparison(differ, mlflow_server, tmp_path):
     result = CliRunner().invoke(analyze, ["--tracking-uri", mlflow_server.uri, "--experiment", DIFFER, "--output",
-                                          str(tmp_path), "--filmstrips", "0", "--dpi", "40", "--no-log"])
+                                          str(tmp_path), "--filmstrips", "0", "--dpi", "40", "--no-log", "--features", "none"])
     assert result.exit_code == 0, result.output
     verdicts = pd.read_csv(tmp_path / "verdicts.csv", keep_default_na=False)
     m1 = verdicts[verdicts["finding"] == FINDING]
