@@ -5,7 +5,7 @@ import numpy as np
 
 from analysis.model_simulation import SCENARIOS, calibrate_models, simulate_models
 from analysis.models import model_ranking, model_verdicts
-from analysis.verdicts import COLUMNS, HOLDS, UNKNOWN
+from analysis.verdicts import COLUMNS, HOLDS, POOLED, UNKNOWN
 
 
 def test_identical_models_rarely_hold_and_a_model_drifting_more_holds_ranked_last():
@@ -23,5 +23,6 @@ def test_one_model_gives_no_rows_and_a_scope_with_one_model_is_left_undecided():
     assert list(table.columns) == COLUMNS and len(table) == 3 * 3 + 1
     assert set(table.loc[table["mask"] == 256, "verdict"]) == {UNKNOWN}
     assert set(table.loc[table["mask"] != 256, "verdict"]) == {HOLDS}
-    pooled = model_ranking(partial).query("mask == @POOLED").sort_values("place")
+    ranking = model_ranking(partial)
+    pooled = ranking[ranking["mask"] == POOLED].sort_values("place")
     assert list(pooled["model"])[-1] == "model-2" and (pooled["n"] == 30).all()
