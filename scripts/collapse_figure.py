@@ -9,30 +9,20 @@ figures side by side.
 """
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from PIL import Image
 
+from readme_images import rip  # the same fresh SQLite store and spool in a folder
+
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 RUN = ["run", "--images", "sample:11", "--model", "telea", "--size", "128", "--mask", "32", "--metrics", "stlpips-alex",
        "--experiment", "collapse-demo"]
 ANALYSIS = ["analyze", "--experiment", "collapse-demo", "--features", "stlpips-vgg", "--filmstrips", "0", "--no-log",
             "--dpi", "110"]
 FIGURES = ("collection_diversity", "collection_distribution", "collection_embedding")
 WIDTH = 1600  # px of the composed picture
-
-
-def rip(store: Path, *args: str) -> None:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true",
-           "RIP_SPOOL": str(store / "spool")}
-    result = subprocess.run([str(BIN / "rip"), *args], env=env, cwd=store, capture_output=True, text=True, check=False)
-    if result.returncode:
-        sys.exit(result.stderr[-3000:])
 
 
 def main() -> None:
