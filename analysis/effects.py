@@ -93,8 +93,10 @@ def _fieller(a: np.ndarray, b: np.ndarray, valid: np.ndarray, confidence: float)
                          (db * db).sum(axis=0) / (n - 1))
         q = special.stdtrit(np.maximum(n - 1, 1), 0.5 + confidence / 2) ** 2 / n
         qa, qb, qc = mb * mb - q * sbb, ma * mb - q * sab, ma * ma - q * saa
-        disc = qb * qb - qa * qc
-        bounded = (qa > 0) & (disc >= 0)
+        # With qa > 0 the interval holds ma / mb, so disc >= 0 in exact arithmetic; rounding takes it
+        # just below 0 when a is proportional to b, where the interval is that one point
+        disc = np.maximum(qb * qb - qa * qc, 0.0)
+        bounded = qa > 0
         root = np.sqrt(np.where(bounded, disc, 0.0))
         low = np.where(bounded, (qb - root) / qa, -np.inf)
         high = np.where(bounded, (qb + root) / qa, np.inf)

@@ -238,3 +238,11 @@ def test_fieller_interval_is_where_the_t_test_of_a_minus_r_b_does_not_reject():
         stats.ttest_1samp(a - b, 0, alternative="greater").pvalue)
     unclear = effects.ratio_of_means(a, rng.normal(0, 1, 30), 1.0, "greater")  # mean(b) near 0: unbounded
     assert (unclear.low, unclear.high) == (-np.inf, np.inf)
+
+
+def test_fieller_interval_of_proportional_values_is_their_ratio():
+    """a = 0.6·b exactly: the interval is the point 0.6 (rounding once made it unbounded)."""
+    b = np.random.default_rng(2).lognormal(np.log(0.03), 0.4, (200, 10))
+    for row in b:
+        effect = effects.ratio_of_means(0.6 * row, row, 0.95, "less")
+        assert effect.low == pytest.approx(0.6) and effect.high == pytest.approx(0.6) and effect.p_value < 0.01
