@@ -5,9 +5,11 @@ where it is true, on collections simulated as features and distances directly (n
   `scale · (x + noise)` with its own noise per checkpoint, `scale` set so that the true diversity
   ratio is `ratio` (1 − min_effect = 0.95: the claim's boundary, its hardest null; 0.8: a collapse).
 - C2a: 10 images, cross-run distances log-normal, late = early × a log-normal factor around `ratio` (SD 0.3).
-- C2b: 10 images, 3 runs each; an image's SD over runs of the distance to the original, the sample SD
-  of 3 runs averaged over two checkpoints per half, the true SD log-normal over images (SD 0.3) and
-  `ratio` times smaller over the second half.
+- C2b: the study's variability design, 10 images × `runs` runs (10) and 8 checkpoints from 50 %; an
+  image's SD over runs of the distance to the original, the sample SD averaged over the 4 checkpoints
+  of each half; the true SD log-normal over images (SD 0.3) and `ratio` times smaller over the second
+  half; a run's deviations correlated RUN_CORRELATION between consecutive checkpoints (a run far from
+  the others stays far), so the checkpoints add little beyond one.
 - C3a: generations = originals shifted by `shifts[0]` at 50 % and `shifts[1]` at the last
   checkpoint, plus their own noise: equal shifts, KID does not grow (the null); unequal, it grows.
 - C3b: generations = `spreads` times (originals plus their own noise, rescaled to unit SD), shifted
@@ -31,10 +33,12 @@ DIM = 32
 IMAGES = 100
 PERCENTS = [0, 50, 100, 150, 200]
 NOISE = 0.5  # SD of a generation's own noise, per feature, relative to the originals' unit SD
+RUN_CORRELATION = 0.9  # of a run's deviations from the image's mean distance, at consecutive checkpoints
 SCENARIOS = (  # finding, truth, what is simulated
     ("C1", "false", dict(ratio=0.95)), ("C1", "true", dict(ratio=0.8)),
     ("C2a", "false", dict(ratio=0.95)), ("C2a", "true", dict(ratio=0.6)),
     ("C2b", "false", dict(ratio=0.95)), ("C2b", "true", dict(ratio=0.6)),
+    ("C2b", "false", dict(ratio=0.95, runs=3)), ("C2b", "true", dict(ratio=0.6, runs=3)),
     ("C3a", "false", dict(shifts=(0.3, 0.3))), ("C3a", "true", dict(shifts=(0.3, 0.6))),
     ("C3b", "false", dict(shifts=(0.9, 1.0), spreads=(1.0, 1.0))),
     ("C3b", "true", dict(shifts=(0.0, 0.0), spreads=(2.0, 2.5))),
@@ -70,16 +74,24 @@ def spread_vectors(rng: np.random.Generator, shifts: tuple[float, float], spread
     return Vectors([str(k) for k in range(IMAGES)], [0, 50, 400], x.astype(np.float32), generations.astype(np.float32))
 
 
-def run_spreads(rng: np.random.Generator, ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per image, the SD over 3 runs of the distance to the original, mean over the two checkpoints of
-    the first half and of the second half, the true SD `ratio` times smaller over the second half."""
+def run_spreads(rng: np.random.Generator, ratio: float, runs: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Per image (10), the SD over `runs` runs of the distance to the original, averaged over the 4
+    checkpoints of the second and of the first half, the true SD `ratio` times smaller over the second."""
+    per_half = 4
     true = np.exp(rng.normal(np.log(0.03), 0.3, size=10))
-    early, late = (scale * true * rng.normal(size=(10, 2, 3)).std(axis=2, ddof=1).mean(axis=1) for scale in (1, ratio))
-    return late, early
+    deviation = np.empty((10, runs, 2 * per_half))
+    deviation[..., 0] = rng.normal(size=(10, runs))
+    for c in range(1, 2 * per_half):  # AR(1) over checkpoints: unit variance, RUN_CORRELATION between neighbours
+        deviation[..., c] = (RUN_CORRELATION * deviation[..., c - 1]
+                             + np.sqrt(1 - RUN_CORRELATION**2) * rng.normal(size=(10, runs)))
+    scale = np.repeat([1.0, ratio], per_half)
+    spread = (true[:, None, None] * scale * deviation).std(axis=1, ddof=1)  # images × checkpoints
+    return spread[:, per_half:].mean(axis=1), spread[:, :per_half].mean(axis=1)
 
 
 def simulated_row(finding: str, rng: np.random.Generator, rules: Rules, ratio: float = 1.0,
-                  shifts: tuple[float, float] = (0.0, 0.0), spreads: tuple[float, float] = (1.0, 1.0)) -> dict:
+                  shifts: tuple[float, float] = (0.0, 0.0), spreads: tuple[float, float] = (1.0, 1.0),
+                  runs: int = 10) -> dict:
     """One simulated verdict row of `finding`."""
     if finding == "C1":
         return diversity_rows(diversity_collection(rng, ratio), INFO, rules)[0]
@@ -88,7 +100,7 @@ def simulated_row(finding: str, rng: np.random.Generator, rules: Rules, ratio: f
     if finding == "C3b":
         return distribution_rows(spread_vectors(rng, shifts, spreads), INFO, rules)[1]
     if finding == "C2b":
-        late, early = run_spreads(rng, ratio)
+        late, early = run_spreads(rng, ratio, runs)
     else:
         early = np.exp(rng.normal(np.log(0.3), 0.3, size=10))  # an image's cross-run distance over the first half
         late = early * np.exp(rng.normal(np.log(ratio), 0.3, size=10))

