@@ -17,7 +17,7 @@ def diversity_figure(ratios: pd.DataFrame) -> Figure:
     metrics = sorted(ratios["metric"].unique())
     palette = colours(ratios["mask"])
     with styled():
-        figure = Figure(figsize=(0.6 + 3.0 * len(metrics), 3.0), layout="constrained")
+        figure = Figure(figsize=(1.0 + 3.2 * len(metrics), 3.2), layout="constrained")
         axes = figure.subplots(1, len(metrics), squeeze=False)[0]
         for ax, metric in zip(axes, metrics):
             seen = set()
@@ -27,8 +27,9 @@ def diversity_figure(ratios: pd.DataFrame) -> Figure:
                         label=None if mask in seen else mask_label(mask))
                 seen.add(mask)
             ax.axhline(1, color="grey", linewidth=0.8)
+            ax.set_title(metric_label(metric))
             ax.set_xlabel(X_LABEL)
-            ax.set_ylabel(f"diversity / diversity at 0 % ({metric_label(metric)})")
+            ax.set_ylabel("diversity / diversity at 0 %")
         axes[0].legend(title="mask", loc="best")
         title(figure, "Does recursion make the images alike?", None,
               "mean pairwise distance among a configuration's generations over the same among its originals; "
@@ -71,7 +72,7 @@ def embedding_figure(panels: list[tuple[str, np.ndarray, np.ndarray, list[int]]]
     from sklearn.decomposition import PCA
 
     with styled():
-        figure = Figure(figsize=(0.6 + 3.2 * len(panels), 3.4), layout="constrained")
+        figure = Figure(figsize=(2.0 + 3.2 * len(panels), 3.4), layout="constrained")
         axes = figure.subplots(1, len(panels), squeeze=False)[0]
         for ax, (name, originals, generations, percents) in zip(axes, panels):
             shown = [j for j, p in enumerate(percents) if p in SHOWN_PERCENTS]
@@ -95,7 +96,7 @@ def embedding_figure(panels: list[tuple[str, np.ndarray, np.ndarray, list[int]]]
             ax.set_title(name)
             ax.set_xlabel(f"PC 1 ({ratio[0]:.0%})")
             ax.set_ylabel(f"PC 2 ({ratio[1]:.0%})")
-        axes[0].legend(loc="best")
+        figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right center")  # off the points
         title(figure, f"Originals and their generations in {features} feature space (PCA)", None,
               "a line per image through its generations; spreading out: diversity kept, falling together: collapse")
     return figure
