@@ -61,8 +61,8 @@ def distribution_figure(series: pd.DataFrame, features: str) -> Figure:
             ax.set_xlabel(X_LABEL)
         axes[0].legend(title="mask", loc="best")
         title(figure, f"The generations against the originals as distributions ({features} features)", None,
-              "KID band: ± SD over subsets; FID is biased upward at small n; precision, recall, density, coverage "
-              "from k-nearest-neighbour balls")
+              "KID band: ± SD over subsets (unbiased, so below 0 where the sets are alike); FID is biased upward at "
+              "small n; precision, recall, density, coverage from k-nearest-neighbour balls")
     return figure
 
 
