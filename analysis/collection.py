@@ -183,15 +183,23 @@ class _Work:
             return None
         run_of = dict(zip(rows["image_id"], rows["run_id"]))
         pairs, _ = choose_pairs(list(run_of), seed)
+        out = self._distances(metric, pairs, sorted(set().union(*rows["percents"])),
+                              lambda image, percent: self.images.generation(run_of[image], percent))
+        return pd.DataFrame(out, columns=PAIR_COLUMNS)
+
+    def _distances(self, metric: str, pairs: list[tuple[str, str]], percents, image) -> list[tuple]:
+        """(first, second, percent, distance) for each pair of keys at each percent where both have an
+        image (`image(key, percent)`, None where there is none), batched per percent."""
+        keys = list(dict.fromkeys(key for pair in pairs for key in pair))
         out = []
-        for percent in sorted(set().union(*rows["percents"])):
-            images = {image: self.images.generation(run, percent) for image, run in run_of.items()}
+        for percent in percents:
+            images = {key: image(key, percent) for key in keys}
             here = [pair for pair in pairs if images[pair[0]] is not None and images[pair[1]] is not None]
             if here:
                 distances = pair_distances(self._metric(metric), images, here)
                 out += [(a, b, percent, d) for (a, b), d in zip(here, distances)]
                 self.computed += len(here)
-        return pd.DataFrame(out, columns=PAIR_COLUMNS)
+        return out
 
     def _distribution_series(self, parent: str, vectors: Vectors, seed: int, fresh: bool) -> None:
         values, lacking = [], []
@@ -234,16 +242,10 @@ class _Work:
 
     def _cross(self, pairs, metric: str) -> pd.DataFrame:
         self.images.fetch([run.run_id for pair in pairs for run in pair])
-        out = []
-        for a, b in pairs:
-            for percent in sorted(set(a.percents) & set(b.percents)):
-                first, second = self.images.generation(a.run_id, percent), self.images.generation(b.run_id, percent)
-                if first is None or second is None:
-                    continue
-                distance = pair_distances(self._metric(metric), {"a": first, "b": second}, [("a", "b")])[0]
-                out.append((a.run_id, b.run_id, a.image_id, percent, distance))
-                self.computed += 1
-        return pd.DataFrame(out, columns=CROSS_COLUMNS)
+        image_of = {run.run_id: run.image_id for pair in pairs for run in pair}
+        percents = sorted(set().union(*(set(a.percents) & set(b.percents) for a, b in pairs)))
+        out = self._distances(metric, [(a.run_id, b.run_id) for a, b in pairs], percents, self.images.generation)
+        return pd.DataFrame([(a, b, image_of[a], percent, d) for a, b, percent, d in out], columns=CROSS_COLUMNS)
 
     # -- the cache, and the one place that writes -------------------------------------------------
 
