@@ -97,7 +97,7 @@ def _fieller(a: np.ndarray, b: np.ndarray, valid: np.ndarray, confidence: float)
         # just below 0 when a is proportional to b, where the interval is that one point
         disc = np.maximum(qb * qb - qa * qc, 0.0)
         bounded = qa > 0
-        root = np.sqrt(np.where(bounded, disc, 0.0))
+        root = np.sqrt(disc)
         low = np.where(bounded, (qb - root) / qa, -np.inf)
         high = np.where(bounded, (qb + root) / qa, np.inf)
         value = np.where(mb != 0, ma / mb, np.nan)
