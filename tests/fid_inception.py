@@ -10,6 +10,7 @@ weights let `--features inception` run without the internet; the TorchScript fil
 them as the reference the tests compare torch-fidelity's features with. Test code only.
 """
 
+import functools
 import tarfile
 import tempfile
 import warnings
@@ -45,6 +46,7 @@ def inception_torch_home() -> Path:
     return home
 
 
+@functools.cache
 def reference_network(home: Path) -> torch.nn.Module:
     """The shipped TorchScript network: (x − 128) / 128 at 299 px (float32, N×3×299×299) -> N×2048."""
     return _load_script(home / REFERENCE).eval()
