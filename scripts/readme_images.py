@@ -8,7 +8,8 @@
   --experiment demo` for M = 32, 64, 128 (ST-LPIPS: LPIPS proper needs downloaded weights);
 - ui-image-slider.png, ui-configuration-grid.png: the MLflow UI (`mlflow server` on loopback,
   headless Chromium driven by Playwright): the enlarged `generation` chart of the mask-64
-  configuration's first image run (by image id) and its `generation_grid`, slider at 400 %;
+  configuration's first image run (by image id) and its `generation_grid`, slider at 400 %, the
+  grid clicked open at its own size;
 - ui-runs.png: the experiment's runs view, the mask-64 configuration run unfolded.
 
 Needs Playwright and Chromium (tests/conftest.py's CHROMIUM).
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from rip.tracking.ui import run_url, runs_url
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.mlflow_ui import enlarge, hide_run_parameters, image_card, is_logged_image, wait_shown
 
 EXPERIMENT = "demo"
 DEMO = ["--images", "sample:4", "--model", "telea", "--size", "256", "--metrics", "stlpips-alex,ssim",
@@ -82,37 +84,35 @@ def new_page(browser, width: int, height: int):
     return page
 
 
-def wait_loaded(page, images) -> None:
-    """Wait until the first of `images` (a locator) has loaded."""
-    images.first.wait_for(state="attached")
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=images.first.element_handle())
+def photograph_chart(browser, address: str, run_name: str, key: str, output: Path, full_size: bool) -> None:
+    """The run's chart of image `key` enlarged, its slider at the last step; with `full_size`, the image clicked open.
 
-
-def photograph_chart(browser, address: str, run_name: str, key: str, output: Path) -> None:
-    """The run's chart of image `key` enlarged, its slider moved to the last step."""
-    page = new_page(browser, 1500, 1150)  # wide: every chart card drawn
+    The enlarged chart draws an image at most about 300 px wide: a configuration's grid needs the click.
+    """
+    page = new_page(browser, 1200, 760 if full_size else 600)
     page.goto(address.replace("?", "/model-metrics?"), wait_until="commit")
     page.get_by_text(run_name).first.wait_for()
-    wait_loaded(page, page.locator(f"img[src*='{key}%2Bstep%2B']"))
-    expand = ("//*[normalize-space(text())='{0}']/ancestor::*[.//button[@data-component-id='{1}']][1]"
-              "//button[@data-component-id='{1}']").format(key, "fullscreen_button_chartcard")
-    page.locator(expand).first.click()
-    page.set_viewport_size({"width": 720, "height": 1150})  # narrow: the enlarged chart fits whole
-    dialog = page.get_by_role("dialog")
+    page.get_by_placeholder("Search metric charts").fill(key)
+    card = image_card(page, key)
+    hide_run_parameters(page, card)
+    dialog = enlarge(page, card)
     slider = dialog.get_by_role("slider").first
     slider.wait_for()
     last = slider.get_attribute("aria-valuemax")
-    for _ in range(100):  # one checkpoint a press (End is not handled)
-        if slider.get_attribute("aria-valuenow") == last:
-            break
-        slider.press("ArrowRight")
-    step = slider.get_attribute("aria-valuenow")
-    if step != last:
-        print(f"{key}: the slider stopped at step {step} of {last}", file=sys.stderr)
-    wait_loaded(page, dialog.locator(f"img[src*='{key}%2Bstep%2B{step}%2B']"))
+    with page.expect_response(lambda response: is_logged_image(response, key, last)):
+        for _ in range(100):  # one checkpoint a press (End is not handled)
+            if slider.get_attribute("aria-valuenow") == last:
+                break
+            slider.press("ArrowRight")
+    wait_shown(page, dialog)
+    if full_size:
+        dialog.locator("img").first.click()
+        preview = page.locator(".rc-image-preview-img").first
+        preview.wait_for()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=preview.element_handle())
     page.mouse.move(0, 0)  # no hover highlight
     page.wait_for_timeout(1_000)
-    dialog.screenshot(path=str(output))
+    page.screenshot(path=str(output))
     page.close()
 
 
@@ -173,10 +173,10 @@ def main() -> None:
                               key=lambda run: run.data.tags["rip.image_id"])
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                for run, key, name in ((children[0], "generation", "ui-image-slider"),
-                                       (parent, "generation_grid", "ui-configuration-grid")):
+                for run, key, name, full_size in ((children[0], "generation", "ui-image-slider", False),
+                                                  (parent, "generation_grid", "ui-configuration-grid", True)):
                     photograph_chart(browser, run_url(uri, experiment, run.info.run_id), run.info.run_name, key,
-                                     shots / f"{name}.png")
+                                     shots / f"{name}.png", full_size)
                 photograph_runs(browser, runs_url(uri, experiment), parent.info.run_name,
                                 [run.info.run_name for run in children], shots / "ui-runs.png")
                 browser.close()

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from rip.tracking.ui import run_url
 from tests.conftest import ui_addresses
+from tests.mlflow_ui import enlarge, hide_run_parameters, image_card, is_logged_image, wait_shown
 
 pytestmark = pytest.mark.slow
 TIMEOUT_MS = 180_000  # the UI's bundles are large; a busy 2-core machine takes a while
@@ -74,15 +75,22 @@ def test_every_printed_address_opens_the_runs_list_or_the_run_page(page, ui_expe
 def test_image_run_has_a_step_slider(page, mlflow_server, runs, tmp_path):
     parent, children = runs
     child = children[0]
+    delivered = []
+    page.on("response", lambda response: delivered.append(response))
     address = run_url(mlflow_server.uri, child.info.experiment_id, child.info.run_id).replace("?", "/model-metrics?")
     page.goto(address, wait_until="commit")
     page.get_by_text(child.info.run_name).first.wait_for()
-    slider = page.get_by_role("slider")
-    slider.first.wait_for()
-    image = page.locator("img[src*='generation%2Bstep%2B0%2B']")
-    image.first.wait_for(state="attached")
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.first.element_handle())
-    assert page.get_by_text("generation", exact=True).first.is_visible()
+    page.get_by_placeholder("Search metric charts").fill("generation")
+    card = image_card(page, "generation")
+    hide_run_parameters(page, card)
+    wait_shown(page, card)
+    assert any(is_logged_image(response, "generation", 0) for response in delivered)
+
+    slider = card.get_by_role("slider")
+    assert (slider.get_attribute("aria-valuenow"), slider.get_attribute("aria-valuemax")) == ("0", "100")
+    with page.expect_response(lambda response: is_logged_image(response, "generation", 50)):
+        slider.press("ArrowRight")  # one checkpoint a press
+    wait_shown(page, card)
     screenshot(page, tmp_path, "image-run")
 
 
@@ -90,6 +98,8 @@ def test_parent_metric_charts_render(page, mlflow_server, ui_experiment, runs, t
     parent, _ = runs
     address = printed(ui_experiment.stderr, "View run").replace("?", "/model-metrics?")
     assert parent.info.run_id in address
+    delivered = []
+    page.on("response", lambda response: delivered.append(response))
     page.goto(address, wait_until="commit")
     page.get_by_text(parent.info.run_name).first.wait_for()
     # beside coverage, depth and complexity, the distance's charts may lie below the fold: find them as a user does
@@ -98,8 +108,14 @@ def test_parent_metric_charts_render(page, mlflow_server, ui_experiment, runs, t
         page.get_by_text(title, exact=True).first.wait_for()
     page.locator(".js-plotly-plot .main-svg").nth(1).wait_for()  # two charts drawn
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 2
-    page.locator("img[src*='generation_grid%2Bstep%2B0%2B']").first.wait_for(state="attached")
     screenshot(page, tmp_path, "configuration-run")
+
+    page.get_by_placeholder("Search metric charts").fill("generation_grid")
+    card = image_card(page, "generation_grid")
+    hide_run_parameters(page, card)
+    wait_shown(page, enlarge(page, card))
+    assert any(is_logged_image(response, "generation_grid", 0) for response in delivered)
+    screenshot(page, tmp_path, "configuration-run-grid")
 
 
 def test_configuration_run_shows_its_system_metrics(page, mlflow_server, runs, tmp_path):
@@ -112,7 +128,6 @@ def test_configuration_run_shows_its_system_metrics(page, mlflow_server, runs, t
         page.get_by_text(title, exact=True).first.wait_for()  # the tab's charts are titled without system/
     page.locator(".js-plotly-plot .scatterlayer .trace").first.wait_for()
     screenshot(page, tmp_path, "system-metrics")
-
 
 
 def test_image_run_plays_its_animation_in_the_artifact_view(page, mlflow_server, runs, tmp_path):
