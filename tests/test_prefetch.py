@@ -86,14 +86,17 @@ def test_a_preset_and_its_overrides_are_prefetched(caches):
 def test_the_offline_check_refuses_every_connection():
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    threading.Thread(target=lambda: listener.accept()[0].close(), daemon=True).start()
+    acceptor = threading.Thread(target=lambda: listener.accept()[0].close(), daemon=True)
+    acceptor.start()
     with offline():
         assert constants.HF_HUB_OFFLINE
         with pytest.raises(OSError, match=NO_NETWORK):
             socket.create_connection(("127.0.0.1", port))
-        with pytest.raises(OSError, match=NO_NETWORK):
-            socket.socket().connect(("127.0.0.1", port))
+        with socket.socket() as unconnected, pytest.raises(OSError, match=NO_NETWORK):
+            unconnected.connect(("127.0.0.1", port))
     socket.create_connection(("127.0.0.1", port)).close()  # and afterwards, as before
+    acceptor.join(timeout=30)
+    assert not acceptor.is_alive()  # the one connection let through was accepted
     listener.close()
 
 
